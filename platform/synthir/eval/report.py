@@ -1,0 +1,72 @@
+"""Summary tables for the terminal and Markdown, and bar plots of metrics people compare."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Sequence
+
+from synthir import storage
+
+
+def format_table(rows: Sequence[dict], columns: Sequence[str], percent: Sequence[str] = ()) -> str:
+    """A fixed-width text table; columns in ``percent`` (0-1 values) print as percentages with 2 decimals."""
+    def cell(row, c):
+        v = row.get(c, "")
+        if c in percent and isinstance(v, (int, float)):
+            return f"{100 * v:.2f}"
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+        return str(v)
+
+    cells = [[cell(r, c) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]
+    line = lambda vals: "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(vals, widths)))
+    out = [line(list(columns)), line(["-" * w for w in widths])]
+    out += [line(r) for r in cells]
+    return "\n".join(out)
+
+
+def markdown_table(rows: Sequence[dict], columns: Sequence[str], percent: Sequence[str] = ()) -> str:
+    """The same table as GitHub Markdown."""
+    def cell(row, c):
+        v = row.get(c, "")
+        if c in percent and isinstance(v, (int, float)):
+            return f"{100 * v:.2f}"
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+    out = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    out += ["| " + " | ".join(cell(r, c) for c in columns) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def bar_plot(rows: Sequence[dict], label: str, metrics: Sequence[str], uri: str, title: str = "") -> str:
+    """Grouped bars of ``metrics`` (0-1, shown in %) for each row, written as a PNG to ``uri``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(rows) * len(metrics) / 2), 4))
+    width = 0.8 / max(1, len(rows))
+    x = np.arange(len(metrics))
+    for i, row in enumerate(rows):
+        vals = [100 * float(row.get(m, 0.0)) for m in metrics]
+        bars = ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=str(row[label]))
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_xticks(x, metrics)
+    ax.set_ylabel("score (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    storage.write_bytes(uri, buf.getvalue())
+    return uri
+
+
+def json_line(values: dict) -> str:
+    """The one JSON object a ``--json`` command prints last."""
+    return json.dumps(values, sort_keys=True, default=str)

@@ -1,0 +1,52 @@
+"""Starting or joining Ray: a local cluster by default, ``address=auto`` or ``ray://`` on a real one."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from pydantic import Field
+
+from synthir.config import StrictModel
+
+log = logging.getLogger(__name__)
+
+
+class RayConfig(StrictModel):
+    """How to reach Ray. ``address=None`` starts a local Ray sized by ``num_cpus``/``num_gpus``."""
+
+    address: str | None = Field(None, description="None for local Ray, 'auto' or 'ray://host:10001' for a cluster")
+    num_cpus: int | None = Field(None, ge=1)
+    num_gpus: int | None = Field(None, ge=0)
+    include_dashboard: bool = False
+    object_store_memory_mb: int | None = Field(None, ge=64)
+
+
+def init_ray(config: RayConfig | None = None) -> None:
+    """Connect to Ray (once per process), quietly and with local defaults that suit a laptop or CI box."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    config = config or RayConfig()
+    if config.address is None:
+        # Local clusters are single-user: token auth (on by default since Ray 2.5x) only gets in the way.
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # Workers must import synthir from wherever this process does (a checkout run without installing).
+    import synthir
+
+    pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(synthir.__file__)))
+    pythonpath = os.pathsep.join(p for p in (pkg_root, os.environ.get("PYTHONPATH", "")) if p)
+    kwargs = dict(
+        address=config.address,
+        include_dashboard=config.include_dashboard,
+        logging_level=logging.WARNING,
+        log_to_driver=True,
+        runtime_env={"env_vars": {"PYTHONPATH": pythonpath, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false"}},
+    )
+    if config.address is None:
+        kwargs.update(num_cpus=config.num_cpus, num_gpus=config.num_gpus)
+        if config.object_store_memory_mb:
+            kwargs["object_store_memory"] = config.object_store_memory_mb * 1024 * 1024
+    ray.init(**kwargs)
+    log.info("Ray resources: %s", ray.cluster_resources())
