@@ -11,6 +11,9 @@ from synthir.config import StrictModel
 
 log = logging.getLogger(__name__)
 
+_FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                  "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "SYNTHIR_CACHE")
+
 
 class RayConfig(StrictModel):
     """How to reach Ray. ``address=None`` starts a local Ray sized by ``num_cpus``/``num_gpus``."""
@@ -37,12 +40,15 @@ def init_ray(config: RayConfig | None = None) -> None:
 
     pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(synthir.__file__)))
     pythonpath = os.pathsep.join(p for p in (pkg_root, os.environ.get("PYTHONPATH", "")) if p)
+    env_vars = {"PYTHONPATH": pythonpath, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false"}
+    # Workers read storage with the driver's S3 settings (endpoint, credentials) unless the cluster has its own.
+    env_vars.update({k: v for k, v in os.environ.items() if k in _FORWARDED_ENV})
     kwargs = dict(
         address=config.address,
         include_dashboard=config.include_dashboard,
         logging_level=logging.WARNING,
         log_to_driver=True,
-        runtime_env={"env_vars": {"PYTHONPATH": pythonpath, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false"}},
+        runtime_env={"env_vars": env_vars},
     )
     if config.address is None:
         kwargs.update(num_cpus=config.num_cpus, num_gpus=config.num_gpus)

@@ -56,14 +56,15 @@ def local_model_path(model: str, cache_dir: str | None = None) -> str:
 
 def load_encoder(config: EncoderConfig, device: str | None = None):
     """Load a SentenceTransformer for ``config`` (pooling rebuilt when asked)."""
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
     path = local_model_path(config.model)
     if config.pooling == "model":
         model = SentenceTransformer(path, device=device)
     else:
-        transformer = models.Transformer(path, max_seq_length=config.max_seq_length)
-        pooling = models.Pooling(transformer.get_word_embedding_dimension(), pooling_mode=config.pooling)
+        transformer = Transformer(path, max_seq_length=config.max_seq_length)
+        pooling = Pooling(transformer.get_word_embedding_dimension(), pooling_mode=config.pooling)
         model = SentenceTransformer(modules=[transformer, pooling], device=device)
     if config.max_seq_length:
         model.max_seq_length = config.max_seq_length

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Create .venv and install synthir into it (editable), with the right torch for this machine.
+#   CPU machine: the CPU build of torch (pinned; on this project's machines it lies on local disk, so no
+#                multi-GB CUDA download). Elsewhere, point pip at PyTorch's CPU index via PIP_EXTRA_INDEX_URL.
+#   GPU machine (nvidia-smi sees a GPU): PyPI's CUDA torch plus the `gpu` extra (vLLM, DeepSpeed, faiss-gpu).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+extras="dev"
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  extras="dev,gpu"
+  python -c "import torch" 2>/dev/null || python -m pip install -q "torch>=2.4"
+else
+  python -c "import torch" 2>/dev/null || python -m pip install -q "${SYNTHIR_TORCH:-torch==2.13.0}"
+fi
+python -m pip install -q -e ".[${extras}]"
+touch .venv/.synthir-installed
+echo "synthir installed in .venv (extras: ${extras}); activate with: . .venv/bin/activate"
