@@ -15,6 +15,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train retrievers from LLM-written synthetic data, on Ray.")
 data_app = typer.Typer(no_args_is_help=True, help="Bundled datasets: list them, export them to storage.")
 app.add_typer(data_app, name="data")
+synth_app = typer.Typer(no_args_is_help=True, help="LLM synthesis: Syntriever stage 1, OpenAI Batch import.")
+app.add_typer(synth_app, name="synth")
 
 SetOpt = typer.Option(None, "--set", help="override a config key: --set encoder.batch_size=32 (repeatable)")
 JsonOpt = typer.Option(False, "--json", help="print one JSON object as the last line of stdout")
@@ -87,6 +89,61 @@ def data_export(name: str, dest: str = typer.Argument(..., help="target folder: 
         _fail(ValueError(f"unknown bundled dataset {name!r}; one of {', '.join(BUNDLED)}"))
     written = storage.copy_tree(bundled_root(name), dest)
     typer.echo(f"wrote {len(written)} files to {dest}")
+
+
+@synth_app.command("syntriever")
+def synth_syntriever(
+    dataset: str = typer.Option("scifact", help="bundled name or BEIR folder path/URI"),
+    split: str = typer.Option("train"),
+    engine: str = typer.Option("recorded", help="recorded (bundled SciFact teacher answers) or batch (export an OpenAI Batch file)"),
+    model: Optional[str] = typer.Option(None, help="teacher model name (batch engine)"),
+    storage_root: str = typer.Option("./runs", "--storage"),
+    limit: Optional[int] = typer.Option(None, help="only the first N queries"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Syntriever stage 1: q_cot, p+, p-, the relabel verdict and final positive/negative lists per query."""
+    from synthir.config import ConfigError, load_config
+    from synthir.data.beir import DataError
+    from synthir.eval.report import format_table, json_line
+    from synthir.synth.syntriever import MissingAnswers, Stage1Config, synthesize_stage1
+
+    _setup_logging()
+    overrides = [f"dataset={dataset}", f"split={split}", f"engine={engine}", f"storage={storage_root}"]
+    overrides += [f"model={model}"] if model else []
+    overrides += [f"limit={limit}"] if limit else []
+    try:
+        summary = synthesize_stage1(load_config(Stage1Config, None, overrides))
+    except MissingAnswers as e:
+        typer.echo(str(e))
+        raise typer.Exit(3)
+    except (ConfigError, DataError, ValueError) as e:
+        _fail(e)
+    keys = ["rows", "requests_sent", "from_store", "relabeled", "relabel_rate", "parse_failures", "wall_s"]
+    typer.echo(format_table([summary], keys))
+    for m, t in summary["tokens"].items():
+        typer.echo(f"{m}: {t['requests']} requests, {t['input_tokens']} input / {t['output_tokens']} output tokens (0 = not reported)")
+    typer.echo(f"table: {summary['table']}")
+    if as_json:
+        typer.echo(json_line({k: summary[k] for k in keys}))
+
+
+@synth_app.command("import")
+def synth_import(
+    requests: str = typer.Option(..., help="OpenAI Batch input JSONL (path or URI, .gz ok)"),
+    answers: str = typer.Option(..., help="OpenAI Batch output JSONL"),
+    storage_root: str = typer.Option("./runs", "--storage"),
+) -> None:
+    """Import OpenAI Batch answers into the response store, bound to their requests by custom_id."""
+    from synthir import storage
+    from synthir.data.beir import DataError
+    from synthir.llm.batchfile import import_answers
+    from synthir.llm.store import ResponseStore
+
+    try:
+        counts = import_answers(requests, answers, ResponseStore(storage.join(storage_root, "responses")))
+    except DataError as e:
+        _fail(e)
+    typer.echo(f"imported {counts['imported']} answers ({counts['failed']} failed requests skipped)")
 
 
 @app.command("demo")

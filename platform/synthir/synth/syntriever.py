@@ -1,0 +1,150 @@
+"""Syntriever stage-1 synthesis: q_cot, p+, p- and the p+ self-verification for every training query.
+
+Requests are rendered from ``prompts/syntriever_*.txt`` and named ``syntriever/<task>/<query_id>``. Every
+answer comes from the response store when it is there; what is missing goes to the engine:
+
+* ``recorded``: the bundled real teacher answers for SciFact train (imported into the store, 0 requests sent);
+* ``batch``: the missing requests are exported as an OpenAI Batch input file, to be answered offline and
+  brought back with ``import_answers`` (the run then completes from the store).
+
+The output table has one row per training query: query, gold positives, q_cot, p+, p-, the verdict, and the
+final positive and negative lists per the paper (a "no" moves p+ to the negatives). A verdict that cannot
+be parsed is kept (``verdict`` null, ``parse_failure`` set) and p+ then joins neither list.
+"""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+from typing import Literal
+
+import pyarrow as pa
+from pydantic import Field
+
+from synthir import storage
+from synthir.config import StrictModel, config_hash
+from synthir.data.beir import load_beir
+from synthir.llm.batchfile import export_requests, import_answers
+from synthir.llm.parse import ParseFailure, parse_yes_no
+from synthir.llm.prompts import load_prompt
+from synthir.llm.store import ChatRequest, Ledger, ResponseStore
+from synthir.manifest import Manifest
+
+TASKS = ("cot", "positive", "negative", "relabel")
+RECORDED_MODEL = "recorded-teacher"
+
+STAGE1_SCHEMA = pa.schema([
+    ("query_id", pa.string()), ("query", pa.string()), ("gold_ids", pa.list_(pa.string())),
+    ("gold_passages", pa.list_(pa.string())), ("q_cot", pa.string()), ("p_plus", pa.string()),
+    ("p_minus", pa.string()), ("verdict", pa.bool_()), ("parse_failure", pa.string()),
+    ("positives", pa.list_(pa.string())), ("negatives", pa.list_(pa.string())),
+    ("engine", pa.string()), ("model", pa.string()), ("request_keys", pa.list_(pa.string())),
+])
+
+
+class MissingAnswers(RuntimeError):
+    """Some requests have no answer yet (``batch`` engine): they were exported to a file."""
+
+    def __init__(self, count: int, uri: str):
+        self.count, self.uri = count, uri
+        super().__init__(f"{count} requests have no answer yet; exported as an OpenAI Batch input file to {uri}. "
+                         f"Run it, then: synthir synth import --requests {uri} --answers <output.jsonl>")
+
+
+class Stage1Config(StrictModel):
+    """The stage-1 synthesis run."""
+
+    dataset: str = "scifact"
+    split: str = "train"
+    engine: Literal["recorded", "batch"] = "recorded"
+    model: str = Field(RECORDED_MODEL, description="the teacher model name (part of every request key)")
+    storage: str = "./runs"
+    limit: int | None = Field(None, ge=1, description="only the first N training queries (smoke runs)")
+
+
+def recorded_teacher_files() -> tuple[str, str]:
+    """The bundled SciFact teacher files: (Batch requests, Batch answers)."""
+    base = resources.files("synthir") / "_data" / "scifact" / "teacher"
+    return str(base / "stage1-requests.jsonl.gz"), str(base / "stage1-answers.jsonl.gz")
+
+
+def build_requests(task: str, qid: str, model: str, **variables) -> ChatRequest:
+    """The request for one task of one query, rendered from its prompt file."""
+    prompt = load_prompt(f"syntriever_{task}")
+    return ChatRequest.make(f"syntriever/{task}/{qid}", model, prompt.messages(**variables), prompt.sampling)
+
+
+def _answer(store: ResponseStore, requests: list[ChatRequest], config: Stage1Config, ledger: Ledger) -> list[str]:
+    records = store.get_many(requests)
+    missing = [r for r, rec in zip(requests, records) if rec is None]
+    if missing:
+        uri = storage.join(config.storage, "synth", "batch", f"syntriever-{requests[0].custom_id.split('/')[1]}-{len(missing)}.jsonl")
+        export_requests(missing, uri)
+        raise MissingAnswers(len(missing), uri)
+    ledger.from_store += len(records)
+    for rec in records:
+        ledger.add_usage(rec["request"]["model"], rec.get("usage"))
+    return [rec["content"] for rec in records]
+
+
+def synthesize_stage1(config: Stage1Config) -> dict:
+    """Build (or complete) the stage-1 table; returns the summary that is also in the manifest."""
+    start = time.perf_counter()
+    out_dir = storage.join(config.storage, "synth", f"syntriever-stage1-{config_hash(config)}")
+    manifest = Manifest("synth/syntriever-stage1", config, out_dir)
+    store = ResponseStore(storage.join(config.storage, "responses"))
+    if config.engine == "recorded":
+        if config.model != RECORDED_MODEL:
+            raise ValueError(f"engine 'recorded' replays model {RECORDED_MODEL!r}, not {config.model!r}")
+        req_uri, ans_uri = recorded_teacher_files()
+        manifest.input("teacher_answers", ans_uri)
+        marker = storage.join(store.root, "imported", "scifact-stage1.json")
+        if not storage.exists(marker):
+            storage.write_json(marker, import_answers(req_uri, ans_uri, store))
+    ds = load_beir(config.dataset, splits=(config.split,))
+    passages = ds.passages()
+    qrels = ds.qrels_dict(config.split)
+    queries = ds.split_queries(config.split)
+    qids, texts = queries["id"].to_pylist(), queries["text"].to_pylist()
+    if config.limit:
+        qids, texts = qids[: config.limit], texts[: config.limit]
+    ledger = Ledger()
+    first = {task: [build_requests(task, q, config.model, question=t) for q, t in zip(qids, texts)]
+             for task in ("cot", "positive", "negative")}
+    answers = {task: _answer(store, reqs, config, ledger) for task, reqs in first.items()}
+    relabel = [build_requests("relabel", q, config.model, question=t, passage=p)
+               for q, t, p in zip(qids, texts, answers["positive"])]
+    answers["relabel"] = _answer(store, relabel, config, ledger)
+
+    rows = {name: [] for name in STAGE1_SCHEMA.names}
+    relabeled = failures = 0
+    for i, (qid, text) in enumerate(zip(qids, texts)):
+        gold_ids = sorted(d for d, s in qrels[qid].items() if s > 0)
+        gold = [passages[d] for d in gold_ids]
+        cot, plus, minus = answers["cot"][i], answers["positive"][i], answers["negative"][i]
+        try:
+            verdict, failure = parse_yes_no(answers["relabel"][i]), None
+        except ParseFailure as e:
+            verdict, failure = None, f"{e.parser}: {answers['relabel'][i][:200]!r}"
+            failures += 1
+        relabeled += verdict is False
+        positives = gold + ([plus] if verdict else []) + [cot]
+        negatives = [minus] + ([plus] if verdict is False else [])
+        for name, value in (("query_id", qid), ("query", text), ("gold_ids", gold_ids), ("gold_passages", gold),
+                            ("q_cot", cot), ("p_plus", plus), ("p_minus", minus), ("verdict", verdict),
+                            ("parse_failure", failure), ("positives", positives), ("negatives", negatives),
+                            ("engine", config.engine), ("model", config.model),
+                            ("request_keys", [first["cot"][i].key, first["positive"][i].key, first["negative"][i].key, relabel[i].key])):
+            rows[name].append(value)
+    table = pa.table(rows, schema=STAGE1_SCHEMA)
+    table_uri = storage.join(out_dir, "stage1.parquet")
+    storage.write_table(table_uri, table)
+    summary = {"rows": table.num_rows, "requests_sent": ledger.sent, "from_store": ledger.from_store,
+               "relabeled": relabeled, "relabel_rate": relabeled / max(1, table.num_rows - failures),
+               "parse_failures": failures, "tokens": ledger.tokens, "table": table_uri,
+               "wall_s": round(time.perf_counter() - start, 2)}
+    manifest.count("rows", table.num_rows)
+    manifest.output("stage1", table_uri)
+    manifest.data["summary"] = summary
+    manifest.write()
+    return summary
