@@ -11,7 +11,7 @@ import gzip
 import json
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, Iterator
 
 import pyarrow as pa
 
@@ -50,7 +50,8 @@ def _find(root: str, name: str) -> str:
     raise DataError(storage.join(root, name), "file not found (also looked for .gz)")
 
 
-def _read_lines(uri: str) -> list[str]:
+def read_lines(uri: str) -> list[str]:
+    """The lines of a UTF-8 text file (gzip-decompressed when it ends in .gz)."""
     data = storage.read_bytes(uri)
     if uri.endswith(".gz"):
         try:
@@ -63,10 +64,9 @@ def _read_lines(uri: str) -> list[str]:
         raise DataError(uri, f"not UTF-8 at byte {e.start}") from None
 
 
-def _read_jsonl(uri: str, required: tuple[str, ...]) -> list[tuple[int, dict[str, Any]]]:
-    rows = []
-    seen: dict[str, int] = {}
-    for lineno, line in enumerate(_read_lines(uri), start=1):
+def iter_json_objects(uri: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) for each non-blank line of a JSONL file; DataError on a bad line."""
+    for lineno, line in enumerate(read_lines(uri), start=1):
         if not line.strip():
             continue
         try:
@@ -75,6 +75,13 @@ def _read_jsonl(uri: str, required: tuple[str, ...]) -> list[tuple[int, dict[str
             raise DataError(uri, f"invalid JSON ({e.msg} at column {e.colno})", lineno) from None
         if not isinstance(row, dict):
             raise DataError(uri, f"expected a JSON object, got {type(row).__name__}", lineno)
+        yield lineno, row
+
+
+def _read_jsonl(uri: str, required: tuple[str, ...]) -> list[tuple[int, dict[str, Any]]]:
+    rows = []
+    seen: dict[str, int] = {}
+    for lineno, row in iter_json_objects(uri):
         for key in required:
             value = row.get(key)
             if value is None or (key == "_id" and str(value).strip() == ""):
@@ -133,7 +140,7 @@ def read_qrels(root: str, split: str, query_ids: set[str], doc_ids: set[str]) ->
             storage.join(root, "qrels", f"{split}.tsv"), f"split {split!r} not found; available: {available_splits(root) or 'none'}"
         ) from None
     qids, dids, scores = [], [], []
-    for lineno, line in enumerate(_read_lines(uri), start=1):
+    for lineno, line in enumerate(read_lines(uri), start=1):
         if not line.strip():
             continue
         parts = line.rstrip("\n").split("\t")

@@ -6,26 +6,13 @@ import gzip
 import json
 
 from synthir import storage
-from synthir.data.beir import DataError
+from synthir.data.beir import DataError, iter_json_objects
 from synthir.llm.store import ChatRequest, ResponseStore
 
 
-def _lines(uri: str) -> list[str]:
-    data = storage.read_bytes(uri)
-    if uri.endswith(".gz"):
-        data = gzip.decompress(data)
-    return data.decode("utf-8").splitlines()
-
-
 def _json_lines(uri: str):
-    for lineno, line in enumerate(_lines(uri), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(uri, f"invalid JSON ({e.msg})", lineno) from None
-        if not isinstance(row, dict) or not row.get("custom_id"):
+    for lineno, row in iter_json_objects(uri):
+        if not row.get("custom_id"):
             raise DataError(uri, "missing or empty", lineno, "custom_id")
         yield lineno, row
 
