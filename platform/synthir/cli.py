@@ -95,8 +95,10 @@ def data_export(name: str, dest: str = typer.Argument(..., help="target folder: 
 def synth_syntriever(
     dataset: str = typer.Option("scifact", help="bundled name or BEIR folder path/URI"),
     split: str = typer.Option("train"),
-    engine: str = typer.Option("recorded", help="recorded (bundled SciFact teacher answers) or batch (export an OpenAI Batch file)"),
-    model: Optional[str] = typer.Option(None, help="teacher model name (batch engine)"),
+    engine: str = typer.Option("recorded", help="recorded (bundled SciFact teacher answers), http (OpenAI-compatible endpoint) or batch (export an OpenAI Batch file)"),
+    model: Optional[str] = typer.Option(None, help="teacher model name (http, batch)"),
+    base_url: Optional[str] = typer.Option(None, help="http: endpoint, e.g. http://127.0.0.1:8000/v1 (key from $OPENAI_API_KEY)"),
+    concurrency: Optional[int] = typer.Option(None, help="http: requests in flight"),
     storage_root: str = typer.Option("./runs", "--storage"),
     limit: Optional[int] = typer.Option(None, help="only the first N queries"),
     as_json: bool = JsonOpt,
@@ -111,12 +113,14 @@ def synth_syntriever(
     overrides = [f"dataset={dataset}", f"split={split}", f"engine={engine}", f"storage={storage_root}"]
     overrides += [f"model={model}"] if model else []
     overrides += [f"limit={limit}"] if limit else []
+    overrides += [f"http.base_url={base_url}"] if base_url else []
+    overrides += [f"http.concurrency={concurrency}"] if concurrency else []
     try:
         summary = synthesize_stage1(load_config(Stage1Config, None, overrides))
     except MissingAnswers as e:
         typer.echo(str(e))
         raise typer.Exit(3)
-    except (ConfigError, DataError, ValueError) as e:
+    except (ConfigError, DataError, ValueError, RuntimeError) as e:
         _fail(e)
     keys = ["rows", "requests_sent", "from_store", "relabeled", "relabel_rate", "parse_failures", "wall_s"]
     typer.echo(format_table([summary], keys))
@@ -144,6 +148,20 @@ def synth_import(
     except DataError as e:
         _fail(e)
     typer.echo(f"imported {counts['imported']} answers ({counts['failed']} failed requests skipped)")
+
+
+@app.command("serve-llm")
+def serve_llm(
+    model: str = typer.Option("bundled:smollm2-135m-instruct", help="local HF folder, the bundled SmolLM2, or 'echo' (load tests)"),
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8000),
+    batch_size: int = typer.Option(8),
+    latency_ms: float = typer.Option(0.0, help="added latency per request (benchmarks)"),
+) -> None:
+    """An OpenAI-compatible chat server (/v1/chat/completions with usage) in front of a local model."""
+    from synthir.serving.llm_server import serve
+
+    serve(host=host, port=port, model=model, latency_ms=latency_ms, batch_size=batch_size)
 
 
 @app.command("demo")

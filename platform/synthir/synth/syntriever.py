@@ -4,6 +4,7 @@ Requests are rendered from ``prompts/syntriever_*.txt`` and named ``syntriever/<
 answer comes from the response store when it is there; what is missing goes to the engine:
 
 * ``recorded``: the bundled real teacher answers for SciFact train (imported into the store, 0 requests sent);
+* ``http``: any OpenAI-compatible endpoint (``synthir.llm.engines``), each answer stored as it arrives;
 * ``batch``: the missing requests are exported as an OpenAI Batch input file, to be answered offline and
   brought back with ``import_answers`` (the run then completes from the store).
 
@@ -25,6 +26,7 @@ from synthir import storage
 from synthir.config import StrictModel, config_hash
 from synthir.data.beir import load_beir
 from synthir.llm.batchfile import export_requests, import_answers
+from synthir.llm.engines import HTTPEngineConfig, complete_http
 from synthir.llm.parse import ParseFailure, parse_yes_no
 from synthir.llm.prompts import load_prompt
 from synthir.llm.store import ChatRequest, Ledger, ResponseStore
@@ -56,10 +58,11 @@ class Stage1Config(StrictModel):
 
     dataset: str = "scifact"
     split: str = "train"
-    engine: Literal["recorded", "batch"] = "recorded"
+    engine: Literal["recorded", "batch", "http"] = "recorded"
     model: str = Field(RECORDED_MODEL, description="the teacher model name (part of every request key)")
     storage: str = "./runs"
     limit: int | None = Field(None, ge=1, description="only the first N training queries (smoke runs)")
+    http: HTTPEngineConfig = HTTPEngineConfig()
 
 
 def recorded_teacher_files() -> tuple[str, str]:
@@ -77,13 +80,18 @@ def build_requests(task: str, qid: str, model: str, **variables) -> ChatRequest:
 def _answer(store: ResponseStore, requests: list[ChatRequest], config: Stage1Config, ledger: Ledger) -> list[str]:
     records = store.get_many(requests)
     missing = [r for r, rec in zip(requests, records) if rec is None]
+    ledger.from_store += len(requests) - len(missing)
+    if missing and config.engine == "http":
+        errors = complete_http(missing, store, config.http, ledger)
+        if errors:
+            raise RuntimeError(f"{len(errors)} requests failed after retries (answers so far are stored; rerun to "
+                               f"resume): " + "; ".join(errors[:3]))
+        records = store.get_many(requests)
+        missing = [r for r, rec in zip(requests, records) if rec is None]
     if missing:
         uri = storage.join(config.storage, "synth", "batch", f"syntriever-{requests[0].custom_id.split('/')[1]}-{len(missing)}.jsonl")
         export_requests(missing, uri)
         raise MissingAnswers(len(missing), uri)
-    ledger.from_store += len(records)
-    for rec in records:
-        ledger.add_usage(rec["request"]["model"], rec.get("usage"))
     return [rec["content"] for rec in records]
 
 

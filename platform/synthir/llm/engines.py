@@ -1,0 +1,98 @@
+"""LLM engines behind one interface: answer the requests the response store does not have yet.
+
+* ``http``: any OpenAI-compatible chat endpoint (OpenAI, a vLLM server, ``synthir serve-llm``) through the
+  official ``openai`` async client, which retries 429/5xx/timeouts with exponential backoff and honours
+  ``retry-after``. A semaphore keeps ``concurrency`` requests in flight; every answer is written to the
+  store the moment it arrives, so a killed run loses at most the requests in flight.
+* ``vllm``: ``ray.data.llm`` with ``vLLMEngineProcessorConfig`` on GPU nodes (imported lazily; its config is
+  validated without vllm installed).
+
+``recorded`` and ``batch`` (OpenAI Batch files) need no engine: see ``synthir.synth.syntriever``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+from pydantic import Field
+
+from synthir.config import StrictModel
+from synthir.llm.store import ChatRequest, Ledger, ResponseStore
+
+log = logging.getLogger(__name__)
+
+
+class HTTPEngineConfig(StrictModel):
+    """An OpenAI-compatible endpoint. The API key is read from the environment variable ``api_key_env``."""
+
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = Field(16, ge=1, description="requests in flight at once")
+    max_retries: int = Field(6, ge=0, description="retries on 429, 5xx, timeouts and connection errors")
+    timeout_s: float = Field(120.0, gt=0, description="per-request timeout")
+
+
+class VLLMEngineConfig(StrictModel):
+    """vLLM through ``ray.data.llm`` (GPU only)."""
+
+    model: str
+    tensor_parallel_size: int = Field(1, ge=1)
+    pipeline_parallel_size: int = Field(1, ge=1)
+    max_model_len: int = Field(4096, ge=128)
+    batch_size: int = Field(64, ge=1)
+    concurrency: int | tuple[int, int] = Field(1, description="engine replicas, or (min, max) to autoscale")
+    accelerator_type: str | None = None
+    engine_kwargs: dict = Field(default_factory=dict)
+
+
+def build_vllm_processor(config: VLLMEngineConfig):
+    """A ``ray.data.llm`` processor mapping rows with ``messages``/``sampling`` to rows with ``content``."""
+    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+
+    engine_kwargs = {"tensor_parallel_size": config.tensor_parallel_size, "pipeline_parallel_size": config.pipeline_parallel_size,
+                     "max_model_len": config.max_model_len, **config.engine_kwargs}
+    processor_config = vLLMEngineProcessorConfig(
+        model_source=config.model, engine_kwargs=engine_kwargs, batch_size=config.batch_size,
+        concurrency=config.concurrency, accelerator_type=config.accelerator_type,
+    )
+    return build_processor(
+        processor_config,
+        preprocess=lambda row: {"messages": row["messages"], "sampling_params": row["sampling"]},
+        postprocess=lambda row: {"custom_id": row["custom_id"], "content": row["generated_text"],
+                                 "usage": {"prompt_tokens": row.get("num_input_tokens", 0), "completion_tokens": row.get("num_generated_tokens", 0)}},
+    )
+
+
+async def _complete_http(requests: list[ChatRequest], store: ResponseStore, config: HTTPEngineConfig, ledger: Ledger) -> list[str]:
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=config.base_url, api_key=os.environ.get(config.api_key_env) or "EMPTY",
+                                max_retries=config.max_retries, timeout=config.timeout_s)
+    gate = asyncio.Semaphore(config.concurrency)
+    errors: list[str] = []
+
+    async def one(request: ChatRequest) -> None:
+        async with gate:  # only the HTTP call holds a concurrency slot; the durable write happens outside it
+            try:
+                response = await client.chat.completions.create(**request.body())
+            except openai.OpenAIError as e:
+                ledger.failed += 1
+                errors.append(f"{request.custom_id}: {type(e).__name__}: {e}")
+                return
+        ledger.sent += 1
+        usage = response.usage.model_dump() if response.usage else None
+        ledger.add_usage(request.model, usage)
+        await asyncio.to_thread(store.put, request, response.choices[0].message.content or "", usage, f"http:{config.base_url}")
+
+    try:
+        await asyncio.gather(*(one(r) for r in requests))
+    finally:
+        await client.close()
+    return errors
+
+
+def complete_http(requests: list[ChatRequest], store: ResponseStore, config: HTTPEngineConfig, ledger: Ledger) -> list[str]:
+    """Send ``requests`` to the endpoint, storing each answer as it arrives; returns errors that outlived retries."""
+    return asyncio.run(_complete_http(requests, store, config, ledger))

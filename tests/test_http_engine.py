@@ -1,0 +1,104 @@
+"""The http engine against the project's own OpenAI-compatible server, run as a separate process on 127.0.0.1."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pyarrow.parquet as pq
+import pytest
+
+from synthir.llm.engines import HTTPEngineConfig, VLLMEngineConfig, build_vllm_processor, complete_http
+from synthir.llm.store import ChatRequest, Ledger, ResponseStore
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def echo_server(request):
+    """Start `python -m synthir.serving.llm_server --model echo` with the params the test marks ask for."""
+    procs = []
+
+    def start(*args: str) -> str:
+        port = _port()
+        proc = subprocess.Popen([sys.executable, "-m", "synthir.serving.llm_server", "--port", str(port), "--model", "echo", *args],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(proc)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 60
+        while True:
+            try:
+                httpx.get(f"{base}/v1/models", timeout=1).raise_for_status()
+                return base
+            except httpx.HTTPError:
+                if proc.poll() is not None or time.time() > deadline:
+                    pytest.fail("LLM server did not start")
+                time.sleep(0.3)
+
+    yield start
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+def _requests(n: int) -> list[ChatRequest]:
+    return [ChatRequest.make(f"t/{i}", "echo", [{"role": "user", "content": f"question {i}"}], {"temperature": 0.0, "max_tokens": 16})
+            for i in range(n)]
+
+
+def test_retries_through_injected_429_and_500(echo_server, tmp_path):
+    base = echo_server("--fail-every", "3", "--fail-codes", "429,500")
+    store, ledger = ResponseStore(str(tmp_path / "store")), Ledger()
+    errors = complete_http(_requests(20), store, HTTPEngineConfig(base_url=f"{base}/v1", concurrency=4), ledger)
+    assert errors == [] and ledger.sent == 20
+    assert all(store.get(r)["content"] for r in _requests(20))
+    stats = httpx.get(f"{base}/stats").json()
+    assert stats["failed_injected"] > 0 and stats["answered"] == 20 and stats["duplicates"] == 0
+    assert ledger.tokens["echo"]["requests"] == 20 and ledger.tokens["echo"]["output_tokens"] > 0
+
+
+def test_kill_9_mid_run_then_rerun_sends_no_duplicate(echo_server, tmp_path):
+    base = echo_server("--latency-ms", "200")
+    cmd = [sys.executable, "-m", "synthir.cli", "synth", "syntriever", "--engine", "http", "--model", "echo",
+           "--base-url", f"{base}/v1", "--concurrency", "4", "--limit", "30", "--storage", str(tmp_path), "--json"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    objects = tmp_path / "responses" / "objects"
+    deadline = time.time() + 120
+    while len(list(objects.rglob("*.json"))) < 25:
+        assert proc.poll() is None, "synthesis finished before it could be killed"
+        assert time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stored_at_kill = len(list(objects.rglob("*.json")))
+    assert stored_at_kill < 4 * 30
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["rows"] == 30 and summary["from_store"] >= stored_at_kill
+    assert summary["requests_sent"] + summary["from_store"] == 4 * 30
+    # echo answers are not yes/no: every verdict is a counted parse failure, never a label
+    assert summary["parse_failures"] == 30 and summary["relabeled"] == 0
+    stats = httpx.get(f"{base}/stats").json()
+    assert stats["duplicates"] == 0 and stats["answered"] == 4 * 30
+    assert stats["undelivered"] <= 4  # at most the requests in flight at the kill
+    table = pq.read_table(next(Path(tmp_path, "synth").rglob("stage1.parquet"))).to_pylist()
+    assert len(table) == 30 and len({r["query_id"] for r in table}) == 30
+    assert all(r["verdict"] is None and r["parse_failure"] for r in table)
+
+
+def test_vllm_processor_config_builds_without_vllm(ray_local):
+    with pytest.raises(ValueError):
+        VLLMEngineConfig(model="m", tensor_parallel_size=0)
+    processor = build_vllm_processor(VLLMEngineConfig(model="/models/Mistral-7B-Instruct-v0.3", tensor_parallel_size=2, concurrency=(1, 4)))
+    assert processor is not None
