@@ -33,10 +33,10 @@ def package_versions() -> dict[str, str]:
 
 
 def git_commit() -> str | None:
-    """The repository's current commit, when running from a checkout."""
+    """The repository's current commit (``-dirty`` when the tree has uncommitted changes), from a checkout."""
     try:
         here = Path(__file__).resolve().parent
-        out = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
+        out = subprocess.run(["git", "-C", str(here), "describe", "--always", "--dirty"], capture_output=True, text=True, timeout=5)
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None

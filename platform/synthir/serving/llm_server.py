@@ -50,9 +50,13 @@ class ChatCompletionBody(BaseModel):
 
 
 class MicroBatcher:
-    """Gathers requests for up to ``max_wait_s`` or ``batch_size`` items and runs the generator in a thread."""
+    """Dynamic batching: each generator call takes everything queued (up to ``batch_size``) and runs in a thread.
 
-    def __init__(self, generator: Any, batch_size: int = 8, max_wait_s: float = 0.01):
+    Requests that arrive while a batch is generating form the next batch, so batches grow with load and an idle
+    server adds no latency. ``max_wait_s > 0`` additionally holds a batch open that long to gather more.
+    """
+
+    def __init__(self, generator: Any, batch_size: int = 8, max_wait_s: float = 0.0):
         """Wrap ``generator`` (anything with ``generate(messages_list, sampling_list)``)."""
         self.generator = generator
         self.batch_size = max(1, batch_size)
@@ -76,6 +80,8 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             batch = [await queue.get()]
+            while len(batch) < self.batch_size and not queue.empty():
+                batch.append(queue.get_nowait())
             deadline = loop.time() + self.max_wait_s
             while len(batch) < self.batch_size:
                 remaining = deadline - loop.time()
