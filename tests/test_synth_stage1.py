@@ -71,3 +71,17 @@ def test_cli_json(tmp_path):
     assert r.exit_code == 0, r.output
     last = json.loads(r.output.strip().splitlines()[-1])
     assert last["rows"] == 5 and last["requests_sent"] == 0 and last["from_store"] == 20
+
+
+def test_hf_engine_on_ray_actor_pool_then_rerun_from_store(tmp_path, ray_local):
+    """The real local SmolLM2 answers in a Ray Data actor pool; a rerun sends nothing."""
+    cfg = Stage1Config(storage=str(tmp_path), engine="hf", model="bundled:smollm2-135m-instruct", limit=2,
+                       max_tokens=8, ray_actors=1)
+    first = synthesize_stage1(cfg)
+    assert first["rows"] == 2 and first["requests_sent"] == 8 and first["from_store"] == 0
+    assert first["tokens"]["bundled:smollm2-135m-instruct"]["output_tokens"] > 0
+    rows = pq.read_table(first["table"]).to_pylist()
+    assert all(r["q_cot"] and r["p_plus"] and r["p_minus"] for r in rows)
+    assert first["parse_failures"] + sum(r["verdict"] is not None for r in rows) == 2
+    again = synthesize_stage1(cfg)
+    assert again["requests_sent"] == 0 and again["from_store"] == 8

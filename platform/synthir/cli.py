@@ -95,10 +95,12 @@ def data_export(name: str, dest: str = typer.Argument(..., help="target folder: 
 def synth_syntriever(
     dataset: str = typer.Option("scifact", help="bundled name or BEIR folder path/URI"),
     split: str = typer.Option("train"),
-    engine: str = typer.Option("recorded", help="recorded (bundled SciFact teacher answers), http (OpenAI-compatible endpoint) or batch (export an OpenAI Batch file)"),
+    engine: str = typer.Option("recorded", help="recorded (bundled SciFact teacher answers), http (OpenAI-compatible endpoint), hf (local model) or batch (export an OpenAI Batch file)"),
     model: Optional[str] = typer.Option(None, help="teacher model name (http, batch)"),
     base_url: Optional[str] = typer.Option(None, help="http: endpoint, e.g. http://127.0.0.1:8000/v1 (key from $OPENAI_API_KEY)"),
     concurrency: Optional[int] = typer.Option(None, help="http: requests in flight"),
+    max_tokens: Optional[int] = typer.Option(None, help="override the prompts' max_tokens"),
+    ray_actors: int = typer.Option(0, help="0: answer from this process; N: a Ray Data pool of N engine actors"),
     storage_root: str = typer.Option("./runs", "--storage"),
     limit: Optional[int] = typer.Option(None, help="only the first N queries"),
     as_json: bool = JsonOpt,
@@ -115,6 +117,8 @@ def synth_syntriever(
     overrides += [f"limit={limit}"] if limit else []
     overrides += [f"http.base_url={base_url}"] if base_url else []
     overrides += [f"http.concurrency={concurrency}"] if concurrency else []
+    overrides += [f"max_tokens={max_tokens}"] if max_tokens else []
+    overrides += [f"ray_actors={ray_actors}", *( [f"hf.model={model}"] if engine == "hf" and model else [])]
     try:
         summary = synthesize_stage1(load_config(Stage1Config, None, overrides))
     except MissingAnswers as e:

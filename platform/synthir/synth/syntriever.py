@@ -27,10 +27,13 @@ from synthir.config import StrictModel, config_hash
 from synthir.data.beir import load_beir
 from synthir.llm.batchfile import export_requests, import_answers
 from synthir.llm.engines import HTTPEngineConfig, complete_http
+from synthir.llm.hf_engine import HFEngineConfig, HFGenerator
+from synthir.llm.stage import EngineStageConfig, answer_on_ray
 from synthir.llm.parse import ParseFailure, parse_yes_no
 from synthir.llm.prompts import load_prompt
 from synthir.llm.store import ChatRequest, Ledger, ResponseStore
 from synthir.manifest import Manifest
+from synthir.runtime import RayConfig, init_ray
 
 TASKS = ("cot", "positive", "negative", "relabel")
 RECORDED_MODEL = "recorded-teacher"
@@ -58,11 +61,15 @@ class Stage1Config(StrictModel):
 
     dataset: str = "scifact"
     split: str = "train"
-    engine: Literal["recorded", "batch", "http"] = "recorded"
+    engine: Literal["recorded", "batch", "http", "hf"] = "recorded"
     model: str = Field(RECORDED_MODEL, description="the teacher model name (part of every request key)")
     storage: str = "./runs"
     limit: int | None = Field(None, ge=1, description="only the first N training queries (smoke runs)")
+    max_tokens: int | None = Field(None, ge=1, description="override the prompts' max_tokens (part of every request key)")
+    ray_actors: int = Field(0, ge=0, description="0: answer from the driver; N: a Ray Data pool of N engine actors")
     http: HTTPEngineConfig = HTTPEngineConfig()
+    hf: HFEngineConfig = HFEngineConfig()
+    ray: RayConfig = RayConfig()
 
 
 def recorded_teacher_files() -> tuple[str, str]:
@@ -71,22 +78,43 @@ def recorded_teacher_files() -> tuple[str, str]:
     return str(base / "stage1-requests.jsonl.gz"), str(base / "stage1-answers.jsonl.gz")
 
 
-def build_requests(task: str, qid: str, model: str, **variables) -> ChatRequest:
+def build_requests(task: str, qid: str, model: str, max_tokens: int | None = None, **variables) -> ChatRequest:
     """The request for one task of one query, rendered from its prompt file."""
     prompt = load_prompt(f"syntriever_{task}")
-    return ChatRequest.make(f"syntriever/{task}/{qid}", model, prompt.messages(**variables), prompt.sampling)
+    sampling = {**prompt.sampling, **({"max_tokens": max_tokens} if max_tokens else {})}
+    return ChatRequest.make(f"syntriever/{task}/{qid}", model, prompt.messages(**variables), sampling)
+
+
+def _run_engine(missing: list[ChatRequest], store: ResponseStore, config: Stage1Config) -> list[str]:
+    """Answer ``missing`` with the live engine into the store; returns errors that outlived retries."""
+    if config.ray_actors:
+        init_ray(config.ray)
+        stage = EngineStageConfig(kind=config.engine, num_actors=config.ray_actors, http=config.http, hf=config.hf)
+        return answer_on_ray(missing, store, stage)[1]
+    if config.engine == "http":
+        return complete_http(missing, store, config.http, Ledger())
+    generator = HFGenerator(config.hf)
+    answers = generator.generate([[{"role": r, "content": c} for r, c in q.messages] for q in missing], [dict(q.sampling) for q in missing])
+    for request, answer in zip(missing, answers):
+        store.put(request, answer["content"], answer.get("usage"), source=f"hf:{config.hf.model}")
+    return []
 
 
 def _answer(store: ResponseStore, requests: list[ChatRequest], config: Stage1Config, ledger: Ledger) -> list[str]:
     records = store.get_many(requests)
     missing = [r for r, rec in zip(requests, records) if rec is None]
     ledger.from_store += len(requests) - len(missing)
-    if missing and config.engine == "http":
-        errors = complete_http(missing, store, config.http, ledger)
+    if missing and config.engine in ("http", "hf"):
+        errors = _run_engine(missing, store, config)
         if errors:
             raise RuntimeError(f"{len(errors)} requests failed after retries (answers so far are stored; rerun to "
                                f"resume): " + "; ".join(errors[:3]))
+        answered = {r.key for r in missing}
         records = store.get_many(requests)
+        for rec in records:
+            if rec is not None and rec["key"] in answered:
+                ledger.sent += 1
+                ledger.add_usage(rec["request"]["model"], rec.get("usage"))
         missing = [r for r, rec in zip(requests, records) if rec is None]
     if missing:
         uri = storage.join(config.storage, "synth", "batch", f"syntriever-{requests[0].custom_id.split('/')[1]}-{len(missing)}.jsonl")
@@ -117,10 +145,10 @@ def synthesize_stage1(config: Stage1Config) -> dict:
     if config.limit:
         qids, texts = qids[: config.limit], texts[: config.limit]
     ledger = Ledger()
-    first = {task: [build_requests(task, q, config.model, question=t) for q, t in zip(qids, texts)]
+    first = {task: [build_requests(task, q, config.model, config.max_tokens, question=t) for q, t in zip(qids, texts)]
              for task in ("cot", "positive", "negative")}
     answers = {task: _answer(store, reqs, config, ledger) for task, reqs in first.items()}
-    relabel = [build_requests("relabel", q, config.model, question=t, passage=p)
+    relabel = [build_requests("relabel", q, config.model, config.max_tokens, question=t, passage=p)
                for q, t, p in zip(qids, texts, answers["positive"])]
     answers["relabel"] = _answer(store, relabel, config, ledger)
 
