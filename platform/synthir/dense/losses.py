@@ -362,7 +362,8 @@ class MultiPositiveDistillationLoss(nn.Module):
     Labels (optional, the dataset's ``label`` column):
         - none: ``positive_columns`` are positive, the rest negative;
         - one int/bool per row, shape ``(B,)``: the self-verification verdict for p+ (1 = "yes",
-          stays positive; 0 = "no", becomes a hard negative) applied to ``relabel_column``;
+          stays positive; 0 = "no", becomes a hard negative; -1 = unparsed, p+ leaves numerator and
+          denominator) applied to ``relabel_column``;
         - a list of ``C`` ints per row, shape ``(B, C)``: 1 marks a positive candidate column, 0 a negative.
 
     Inputs:
@@ -449,6 +450,11 @@ class MultiPositiveDistillationLoss(nn.Module):
         """Return the loss from per-column ``(B, d)`` embeddings (anchor first)."""
         q, cand = _split(embeddings, 2)
         pos_mask = self.positive_mask(labels, cand.shape[0], cand.shape[1], q.device)
+        valid_mask = None
+        if labels is not None and labels.dim() == 1 and bool((labels < 0).any()):
+            # verdict -1 (unparsed): the p+ column is neither positive nor negative, so it leaves the loss
+            valid_mask = torch.ones_like(pos_mask)
+            valid_mask[:, self.relabel_column] = labels.to(q.device) >= 0
         return multi_positive_distillation_loss(
             q,
             cand,
@@ -457,6 +463,7 @@ class MultiPositiveDistillationLoss(nn.Module):
             mode=self.mode,
             synthetic_weight=self.synthetic_weight,
             gold_index=self.gold_column,
+            valid_mask=valid_mask,
         )
 
     def get_config_dict(self) -> dict[str, Any]:

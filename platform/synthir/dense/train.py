@@ -1,0 +1,228 @@
+"""Encoder training on Ray Train: the sentence-transformers Trainer inside a ``TorchTrainer`` worker group.
+
+Each Ray Train worker runs ``SentenceTransformerTrainer`` (AdamW, warm-up + cosine schedule, bf16/fp16, an
+optional DeepSpeed ZeRO config) on its shard of the batches; Ray sets up the process group (gloo on CPU, NCCL on
+GPU). Checkpoints are the Trainer's own (model, optimizer, scheduler, RNG state), copied to Ray Train storage by
+``RayTrainReportCallback``; a worker that dies is restarted by ``FailureConfig`` and resumes from the last one,
+and rerunning a killed job with the same storage and name resumes the same way. The finished model is written
+by rank 0 to ``<out>/model`` with a ``_SUCCESS.json`` marker last, so a reader never takes half a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from typing import Any, Literal
+
+import pyarrow as pa
+from pydantic import Field, model_validator
+
+from synthir import storage
+from synthir.config import StrictModel
+from synthir.dense.encoder import EncoderConfig
+from synthir.dense.groups import LAYOUTS
+from synthir.dense.losses import DistillationMode
+
+MARKER = "_SUCCESS.json"
+LossName = Literal["distill", "infonce", "pl", "bt"]
+
+
+class TrainConfig(StrictModel):
+    """One encoder training run (paper settings: AdamW lr 2e-5, weight decay 0.01, warm-up, cosine, tau 0.05)."""
+
+    loss: LossName = Field("distill", description="distill (stage 1), infonce (gold-only), pl / bt (stage 2)")
+    distill_mode: DistillationMode = Field("paper", description="paper | per_positive | gold_plus_synthetic")
+    synthetic_weight: float = Field(1.0, ge=0, description="weight of the multi-positive term in gold_plus_synthetic")
+    temperature: float = Field(0.05, gt=0)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (overrides epochs)")
+    batch_size: int = Field(32, ge=2, description="groups (distinct queries) per batch and worker")
+    lr: float = Field(2e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    scheduler: Literal["cosine", "linear", "constant_with_warmup"] = "cosine"
+    max_seq_length: int | None = Field(None, ge=8, description="training-time truncation; default: the encoder's")
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    deepspeed: dict[str, Any] | None = Field(None, description="a DeepSpeed config (e.g. ZeRO-2); 'auto' values allowed")
+    num_workers: int = Field(1, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0)
+    torch_threads: int | None = Field(None, ge=1, description="CPU threads per worker; default: cpus_per_worker")
+    save_steps: int = Field(0, ge=0, description="checkpoint every N steps; 0: once per epoch")
+    max_failures: int = Field(1, ge=-1, description="worker failures Ray Train recovers from (-1: unlimited)")
+    seed: int = 0
+    fail_at_step: int | None = Field(None, ge=1, description="testing: kill worker 0 at this step on the first attempt")
+
+    @model_validator(mode="after")
+    def _gpu_only(self) -> "TrainConfig":
+        if self.precision == "fp16" and not self.use_gpu:
+            raise ValueError("precision fp16 needs use_gpu: true (use bf16 or fp32 on CPU)")
+        return self
+
+
+def build_loss(model, config: TrainConfig, layout: str | None = None):
+    """The loss module for ``config`` (and, for stage 1, the group layout of ``synthir.dense.groups``)."""
+    from synthir.dense import losses
+
+    if config.loss == "infonce":
+        return losses.InBatchInfoNCELoss(model, temperature=config.temperature)
+    if config.loss == "pl":
+        return losses.PartialPlackettLuceLoss(model, temperature=config.temperature)
+    if config.loss == "bt":
+        return losses.BradleyTerryLoss(model, temperature=config.temperature)
+    _, positives, relabel = LAYOUTS[layout or "full"]
+    return losses.MultiPositiveDistillationLoss(
+        model, temperature=config.temperature, mode=config.distill_mode, positive_columns=positives,
+        relabel_column=relabel if relabel is not None else positives[-1], synthetic_weight=config.synthetic_weight)
+
+
+def _ray_storage(uri: str) -> tuple[str, Any]:
+    """(storage_path, storage_filesystem) for Ray Train's RunConfig."""
+    if storage.is_remote(uri):
+        fs, path = storage.filesystem(uri)
+        return path, fs
+    path = uri[len("file://"):] if uri.startswith("file://") else uri
+    return os.path.abspath(path), None
+
+
+def _train_loop(loop_config: dict) -> None:
+    """Ray Train worker: the sentence-transformers Trainer on this worker's shard, resuming from Ray's checkpoint."""
+    config = TrainConfig.model_validate(loop_config["train"])
+    if config.deepspeed is not None and not config.use_gpu:
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # DeepSpeed's CPU accelerator (gloo), before it is imported
+    import datasets
+    import ray.train
+    import torch
+    from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer.training_args import BatchSamplers
+    from transformers import TrainerCallback
+
+    from synthir.dense.encoder import load_encoder
+
+    encoder = EncoderConfig.model_validate(loop_config["encoder"])
+    torch.set_num_threads(config.torch_threads or max(1, int(config.cpus_per_worker)))
+    context = ray.train.get_context()
+    rank = context.get_world_rank()
+    model = load_encoder(encoder)
+    if config.max_seq_length:
+        model.max_seq_length = config.max_seq_length
+    table = storage.read_table(loop_config["groups_uri"]).drop_columns(["query_id"])
+    train_dataset = datasets.Dataset(datasets.table.InMemoryTable(table))
+    loss = build_loss(model, config, loop_config.get("layout"))
+    resume = ray.train.get_checkpoint()
+
+    class FailOnce(TrainerCallback):
+        """Testing hook: worker 0 dies (as if killed) at ``fail_at_step`` unless this attempt resumed."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if rank == 0 and resume is None and state.global_step == config.fail_at_step:
+                os._exit(1)
+
+    class StepLog(TrainerCallback):
+        """Keep every logged step (loss, lr) for the run's ``train_log.jsonl``."""
+
+        def __init__(self) -> None:
+            self.rows: list[dict] = []
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            self.rows.append({"step": state.global_step, **(logs or {})})
+
+    work = tempfile.mkdtemp(prefix="synthir-train-")
+    args = SentenceTransformerTrainingArguments(
+        output_dir=os.path.join(work, "hf"),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.lr,
+        weight_decay=config.weight_decay,
+        warmup_ratio=config.warmup_ratio,
+        lr_scheduler_type=config.scheduler,
+        bf16=config.precision == "bf16",
+        fp16=config.precision == "fp16",
+        use_cpu=not config.use_gpu,
+        deepspeed=config.deepspeed,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        dataloader_drop_last=True,
+        save_strategy="steps" if config.save_steps else "epoch",
+        save_steps=config.save_steps or 500,
+        save_total_limit=1,
+        logging_steps=1,
+        report_to="none",
+        seed=config.seed,
+        disable_tqdm=rank != 0,
+        ddp_find_unused_parameters=True,  # BERT-style pooler weights get no gradient under mean pooling
+    )
+    step_log = StepLog()
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss,
+                                         callbacks=[RayTrainReportCallback(), step_log, FailOnce()])
+    trainer = prepare_trainer(trainer)
+    resumed_from = 0
+    if resume is not None:
+        with resume.as_directory() as ckpt:
+            local = os.path.join(work, "resume")
+            shutil.copytree(os.path.join(ckpt, RayTrainReportCallback.CHECKPOINT_NAME), local)
+        resumed_from = json.load(open(os.path.join(local, "trainer_state.json")))["global_step"]
+        output = trainer.train(resume_from_checkpoint=local)
+    else:
+        output = trainer.train()
+    if rank == 0:
+        final = os.path.join(work, "final")
+        trainer.save_model(final)
+        summary = {"global_step": output.global_step, "resumed_from_step": resumed_from,
+                   "train_loss": output.training_loss, "world_size": context.get_world_size(),
+                   "examples_per_s": output.metrics.get("train_samples_per_second"),
+                   "train_runtime_s": output.metrics.get("train_runtime"),
+                   "deepspeed_zero_stage": (trainer.model_wrapped.zero_optimization_stage()
+                                            if trainer.is_deepspeed_enabled else None)}
+        out = loop_config["out_uri"]
+        storage.delete(storage.join(out, "model"))
+        storage.copy_tree(final, storage.join(out, "model"))
+        storage.write_bytes(storage.join(out, "train_log.jsonl"),
+                            "".join(json.dumps(r) + "\n" for r in step_log.rows).encode())
+        storage.write_json(storage.join(out, MARKER), summary)
+    ray.train.report({"done": 1, "global_step": output.global_step})
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def is_trained(out_uri: str) -> bool:
+    """True when ``out_uri`` holds a finished model."""
+    return storage.exists(storage.join(out_uri, MARKER))
+
+
+def train_encoder(groups: pa.Table, encoder: EncoderConfig, config: TrainConfig, out_uri: str,
+                  layout: str | None = None) -> dict:
+    """Train ``encoder`` on ``groups`` with Ray Train; the model lands in ``<out_uri>/model``. Returns the summary."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    if config.loss == "distill" and (layout or "full") not in LAYOUTS:
+        raise ValueError(f"unknown group layout {layout!r}; one of {sorted(LAYOUTS)}")
+    per_step = config.batch_size * config.num_workers
+    if groups.num_rows < per_step:
+        raise ValueError(f"{groups.num_rows} training groups cannot fill one batch of {config.batch_size} x "
+                         f"{config.num_workers} workers")
+    if is_trained(out_uri):
+        return storage.read_json(storage.join(out_uri, MARKER))
+    start = time.perf_counter()
+    groups_uri = storage.join(out_uri, "groups.parquet")
+    storage.write_table(groups_uri, groups)
+    path, fs = _ray_storage(storage.join(out_uri, "ray"))
+    trainer = TorchTrainer(
+        _train_loop,
+        train_loop_config={"train": config.model_dump(), "encoder": encoder.model_dump(), "groups_uri": groups_uri,
+                           "out_uri": out_uri, "layout": layout},
+        scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu,
+                                     resources_per_worker={"CPU": config.cpus_per_worker}),
+        run_config=RunConfig(name="train", storage_path=path, storage_filesystem=fs,
+                             failure_config=FailureConfig(max_failures=config.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=1)),
+    )
+    trainer.fit()
+    summary = storage.read_json(storage.join(out_uri, MARKER))
+    summary["wall_s"] = round(time.perf_counter() - start, 2)
+    storage.write_json(storage.join(out_uri, MARKER), summary)
+    return summary
