@@ -7,10 +7,11 @@
 install: .venv/.synthir-installed
 
 demo: install
-	.venv/bin/synthir demo
+	.venv/bin/synthir run syntriever --config configs/syntriever-scifact-minilm.yaml
 
 test: install
 	.venv/bin/python -m pytest
 
 bench: install
 	.venv/bin/python bench/eval_scifact.py
+	.venv/bin/python bench/syntriever_scifact.py --seeds 0,1,2

@@ -11,7 +11,8 @@ from synthir.cli import app
 from synthir.data.beir import DataError, load_beir
 from synthir.llm.batchfile import export_requests, import_answers, read_requests
 from synthir.llm.store import ChatRequest, ResponseStore
-from synthir.synth.syntriever import MissingAnswers, Stage1Config, recorded_teacher_files, synthesize_stage1
+from synthir.synth.answer import MissingAnswers
+from synthir.synth.syntriever import Stage1Config, recorded_teacher_files, synthesize_stage1
 
 
 def test_request_key_depends_on_model_messages_sampling():

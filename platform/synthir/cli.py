@@ -17,6 +17,8 @@ data_app = typer.Typer(no_args_is_help=True, help="Bundled datasets: list them, 
 app.add_typer(data_app, name="data")
 synth_app = typer.Typer(no_args_is_help=True, help="LLM synthesis: Syntriever stage 1, OpenAI Batch import.")
 app.add_typer(synth_app, name="synth")
+run_app = typer.Typer(no_args_is_help=True, help="Whole recipes, step by step, reusing what exists.")
+app.add_typer(run_app, name="run")
 
 SetOpt = typer.Option(None, "--set", help="override a config key: --set encoder.batch_size=32 (repeatable)")
 JsonOpt = typer.Option(False, "--json", help="print one JSON object as the last line of stdout")
@@ -109,7 +111,8 @@ def synth_syntriever(
     from synthir.config import ConfigError, load_config
     from synthir.data.beir import DataError
     from synthir.eval.report import format_table, json_line
-    from synthir.synth.syntriever import MissingAnswers, Stage1Config, synthesize_stage1
+    from synthir.synth.answer import MissingAnswers
+    from synthir.synth.syntriever import Stage1Config, synthesize_stage1
 
     _setup_logging()
     overrides = [f"dataset={dataset}", f"split={split}", f"engine={engine}", f"storage={storage_root}"]
@@ -166,6 +169,51 @@ def serve_llm(
     from synthir.serving.llm_server import serve
 
     serve(host=host, port=port, model=model, latency_ms=latency_ms, batch_size=batch_size)
+
+
+@run_app.command("syntriever")
+def run_syntriever(
+    config: Optional[str] = ConfigOpt,
+    set_: Optional[list[str]] = SetOpt,
+    steps: str = typer.Option(",".join(("synth", "stage1", "mine", "preferences", "stage2", "eval")),
+                              help="comma-separated steps to run"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Syntriever end to end: stage-1 synthesis and training, top-K mining, LLM preferences, stage 2, evaluation."""
+    from synthir.config import ConfigError, load_config
+    from synthir.data.beir import DataError
+    from synthir.eval.report import json_line
+    from synthir.pipelines.syntriever import SyntrieverConfig, SyntrieverPipeline
+    from synthir.storage import StorageError
+    from synthir.synth.answer import MissingAnswers
+
+    _setup_logging()
+    try:
+        cfg = load_config(SyntrieverConfig, config, list(set_ or []))
+        pipeline = SyntrieverPipeline(cfg)
+        cut = pipeline.cut
+        if cut["corpus"] < cut["full_corpus"] or cfg.subsample.train_queries or cfg.subsample.test_queries:
+            typer.echo(f"SUBSAMPLED run: {cut['queries']} queries per split, corpus {cut['corpus']} of "
+                       f"{cut['full_corpus']} documents (all relevant ones kept); numbers are not comparable with "
+                       f"full-corpus results.")
+        if cfg.stage2 is not None and cfg.preferences.engine == "hf":
+            typer.echo(f"stage 2: no recorded comparison answers; the local {cfg.preferences.model} judges "
+                       f"{cfg.preferences.max_queries or 'all'} queries x {cfg.preferences.pairs or 'all'} pairs.")
+        out = pipeline.run(tuple(s.strip() for s in steps.split(",") if s.strip()))
+    except MissingAnswers as e:
+        typer.echo(str(e))
+        raise typer.Exit(3)
+    except (ConfigError, DataError, StorageError, ValueError) as e:
+        _fail(e)
+    if "preferences" in out:
+        p = out["preferences"]
+        typer.echo(f"preferences: {p['triples']} triples from {p['pairs']} pairs, {p['parse_failures']} parse failures, "
+                   f"{p['swap_disagreements']} swap disagreements, {p['requests_sent']} requests sent")
+    if out.get("table"):
+        typer.echo(f"\n{cfg.dataset} / {cfg.eval_split} (%)\n{out['table']}\nplot: {out['plot']}")
+    if as_json:
+        typer.echo(json_line({f"{r['row']}/{m}": r[m] for r in out["rows"] for m in cfg.eval_metrics}
+                             | {"timings_s": out["timings_s"]}))
 
 
 @app.command("demo")

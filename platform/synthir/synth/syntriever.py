@@ -25,15 +25,15 @@ from pydantic import Field
 from synthir import storage
 from synthir.config import StrictModel, config_hash
 from synthir.data.beir import load_beir
-from synthir.llm.batchfile import export_requests, import_answers
-from synthir.llm.engines import HTTPEngineConfig, complete_http
-from synthir.llm.hf_engine import HFEngineConfig, HFGenerator
-from synthir.llm.stage import EngineStageConfig, answer_on_ray
+from synthir.llm.batchfile import import_answers
+from synthir.llm.engines import HTTPEngineConfig
+from synthir.llm.hf_engine import HFEngineConfig
 from synthir.llm.parse import ParseFailure, parse_yes_no
 from synthir.llm.prompts import load_prompt
 from synthir.llm.store import ChatRequest, Ledger, ResponseStore
 from synthir.manifest import Manifest
-from synthir.runtime import RayConfig, init_ray
+from synthir.runtime import RayConfig
+from synthir.synth.answer import answer_requests
 
 TASKS = ("cot", "positive", "negative", "relabel")
 RECORDED_MODEL = "recorded-teacher"
@@ -45,15 +45,6 @@ STAGE1_SCHEMA = pa.schema([
     ("positives", pa.list_(pa.string())), ("negatives", pa.list_(pa.string())),
     ("engine", pa.string()), ("model", pa.string()), ("request_keys", pa.list_(pa.string())),
 ])
-
-
-class MissingAnswers(RuntimeError):
-    """Some requests have no answer yet (``batch`` engine): they were exported to a file."""
-
-    def __init__(self, count: int, uri: str):
-        self.count, self.uri = count, uri
-        super().__init__(f"{count} requests have no answer yet; exported as an OpenAI Batch input file to {uri}. "
-                         f"Run it, then: synthir synth import --requests {uri} --answers <output.jsonl>")
 
 
 class Stage1Config(StrictModel):
@@ -85,44 +76,6 @@ def build_requests(task: str, qid: str, model: str, max_tokens: int | None = Non
     return ChatRequest.make(f"syntriever/{task}/{qid}", model, prompt.messages(**variables), sampling)
 
 
-def _run_engine(missing: list[ChatRequest], store: ResponseStore, config: Stage1Config) -> list[str]:
-    """Answer ``missing`` with the live engine into the store; returns errors that outlived retries."""
-    if config.ray_actors:
-        init_ray(config.ray)
-        stage = EngineStageConfig(kind=config.engine, num_actors=config.ray_actors, http=config.http, hf=config.hf)
-        return answer_on_ray(missing, store, stage)[1]
-    if config.engine == "http":
-        return complete_http(missing, store, config.http, Ledger())
-    generator = HFGenerator(config.hf)
-    answers = generator.generate([[{"role": r, "content": c} for r, c in q.messages] for q in missing], [dict(q.sampling) for q in missing])
-    for request, answer in zip(missing, answers):
-        store.put(request, answer["content"], answer.get("usage"), source=f"hf:{config.hf.model}")
-    return []
-
-
-def _answer(store: ResponseStore, requests: list[ChatRequest], config: Stage1Config, ledger: Ledger) -> list[str]:
-    records = store.get_many(requests)
-    missing = [r for r, rec in zip(requests, records) if rec is None]
-    ledger.from_store += len(requests) - len(missing)
-    if missing and config.engine in ("http", "hf"):
-        errors = _run_engine(missing, store, config)
-        if errors:
-            raise RuntimeError(f"{len(errors)} requests failed after retries (answers so far are stored; rerun to "
-                               f"resume): " + "; ".join(errors[:3]))
-        answered = {r.key for r in missing}
-        records = store.get_many(requests)
-        for rec in records:
-            if rec is not None and rec["key"] in answered:
-                ledger.sent += 1
-                ledger.add_usage(rec["request"]["model"], rec.get("usage"))
-        missing = [r for r, rec in zip(requests, records) if rec is None]
-    if missing:
-        uri = storage.join(config.storage, "synth", "batch", f"syntriever-{requests[0].custom_id.split('/')[1]}-{len(missing)}.jsonl")
-        export_requests(missing, uri)
-        raise MissingAnswers(len(missing), uri)
-    return [rec["content"] for rec in records]
-
-
 def synthesize_stage1(config: Stage1Config) -> dict:
     """Build (or complete) the stage-1 table; returns the summary that is also in the manifest."""
     start = time.perf_counter()
@@ -147,10 +100,10 @@ def synthesize_stage1(config: Stage1Config) -> dict:
     ledger = Ledger()
     first = {task: [build_requests(task, q, config.model, config.max_tokens, question=t) for q, t in zip(qids, texts)]
              for task in ("cot", "positive", "negative")}
-    answers = {task: _answer(store, reqs, config, ledger) for task, reqs in first.items()}
+    answers = {task: answer_requests(store, reqs, config, ledger) for task, reqs in first.items()}
     relabel = [build_requests("relabel", q, config.model, config.max_tokens, question=t, passage=p)
                for q, t, p in zip(qids, texts, answers["positive"])]
-    answers["relabel"] = _answer(store, relabel, config, ledger)
+    answers["relabel"] = answer_requests(store, relabel, config, ledger)
 
     rows = {name: [] for name in STAGE1_SCHEMA.names}
     relabeled = failures = 0

@@ -1,0 +1,149 @@
+"""Benchmark: the Syntriever recipe on SciFact with the bundled MiniLM and the recorded teacher (issue 4).
+
+Two phases, one command:
+
+1. ``select``: the stage-1 loss variants are trained on 80% of the SciFact TRAINING queries and scored on the other
+   20% (a held-out part of train; SciFact has no dev split; corpus = their relevant documents + 1,000 random
+   ones). The best nDCG@10 becomes the ``stage1`` row. The test split is never looked at here.
+2. ``test``: every row trained on all 809 training queries and evaluated once on the SciFact test split, full
+   corpus: ``base``, ``gold_only`` (in-batch InfoNCE, same steps and batch), ``stage1`` (the chosen variant),
+   ``stage1_paper_loss``, ``stage1_cot_only`` / ``stage1_pm_only`` (the paper's ablation, with the chosen loss),
+   and one row per other variant.
+
+Every step is cached under ``--storage`` (rerun to continue). Writes ``bench/results/syntriever-scifact.json``
+(one object per row: row, ndcg@1/3/5/10, train_s, examples_per_s, seed), a PNG plot beside it, and a section
+in ``docs/benchmarks.md``.
+Run: python bench/syntriever_scifact.py [--seeds 0] [--epochs 1] [--storage ./runs/bench] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import time
+from datetime import date
+from pathlib import Path
+
+from synthir import storage
+from synthir.data.beir import bundled_root, load_beir
+from synthir.dense.train import TrainConfig
+from synthir.eval.report import bar_plot, format_table, json_line, markdown_table
+from synthir.manifest import git_commit
+from synthir.pipelines.syntriever import NDCG, Stage1Options, SubsampleConfig, SyntrieverConfig, SyntrieverPipeline
+from synthir.runtime import RayConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+#: stage-1 variants: (columns, distill mode, mined negatives)
+VARIANTS = {
+    "stage1_paper_loss": ("full", "paper", 0),
+    "stage1_per_positive": ("full", "per_positive", 0),
+    "stage1_gold_plus_synthetic": ("full", "gold_plus_synthetic", 0),
+    "stage1_per_positive_mined": ("full", "per_positive", 3),
+}
+
+
+def heldout_dataset(root: str, fraction: float = 0.2, seed: int = 0) -> str:
+    """SciFact with its train qrels split into ``fit`` and ``heldout`` (by query), written once under ``root``."""
+    out = storage.join(root, "scifact-heldout")
+    if storage.exists(storage.join(out, "qrels", "heldout.tsv")):
+        return out
+    src = bundled_root("scifact")
+    for name in ("corpus.jsonl.gz", "queries.jsonl.gz"):
+        storage.write_bytes(storage.join(out, name), storage.read_bytes(storage.join(src, name)))
+    lines = storage.read_text(storage.join(src, "qrels", "train.tsv")).splitlines()
+    header, rows = lines[0], [ln for ln in lines[1:] if ln.strip()]
+    qids = sorted({ln.split("\t")[0] for ln in rows})
+    held = set(random.Random(seed).sample(qids, int(len(qids) * fraction)))
+    for split, keep in (("fit", lambda q: q not in held), ("heldout", lambda q: q in held)):
+        body = "\n".join([header, *[ln for ln in rows if keep(ln.split("\t")[0])]]) + "\n"
+        storage.write_text(storage.join(out, "qrels", f"{split}.tsv"), body)
+    return out
+
+
+def row_config(row: str, variant: tuple[str, str, int], args, seed: int, **data) -> SyntrieverConfig:
+    """The pipeline config of one benchmark row (stage 2 is off: no recorded comparison answers exist)."""
+    columns, mode, mined = variant
+    loss = "infonce" if columns == "gold_only" else "distill"
+    train = TrainConfig(loss=loss, distill_mode=mode, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                        max_seq_length=args.max_seq_length, seed=seed, cpus_per_worker=args.cpus,
+                        torch_threads=args.cpus, num_workers=args.workers)
+    return SyntrieverConfig(name=f"{row}-s{seed}", storage=args.storage, stage1=Stage1Options(columns=columns, mined_negatives=mined, train=train),
+                            stage2=None, ray=RayConfig(num_cpus=os.cpu_count()), **data)
+
+
+def run_row(cfg: SyntrieverConfig, base_only: bool = False) -> dict:
+    """Train (unless base) and evaluate one row; returns its metrics, train_s and examples_per_s."""
+    pipe = SyntrieverPipeline(cfg)
+    out = pipe.run(("eval",) if base_only else ("synth", "stage1", "eval"))
+    return out["rows"][0] if base_only else out["rows"][-1]
+
+
+def main() -> None:
+    """Select the stage-1 default on held-out training queries, then score every row on test once."""
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--storage", default=str(ROOT / "runs" / "bench"))
+    ap.add_argument("--seeds", default="0", help="comma-separated training seeds")
+    ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--max-seq-length", type=int, default=128, help="training-time truncation (eval uses 256)")
+    ap.add_argument("--cpus", type=int, default=os.cpu_count(), help="CPUs per Ray Train worker")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="stage-1 variants to select among")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    variants = {v: VARIANTS[v] for v in args.variants.split(",")}
+    start = time.perf_counter()
+
+    # phase 1: choose the stage-1 variant on held-out training queries (seed of the first run only)
+    held = heldout_dataset(args.storage)
+    sub = SubsampleConfig(corpus_distractors=1000, seed=0)
+    data = {"dataset": held, "train_split": "fit", "eval_split": "heldout", "subsample": sub}
+    selection = [{**run_row(row_config("select-base", ("full", "paper", 0), args, 0, **data), base_only=True), "row": "base"}]
+    for name, variant in {"gold_only": ("gold_only", "paper", 0), **variants}.items():
+        cfg = row_config(f"select-{name}", variant, args, seeds[0], **data)
+        selection.append({**run_row(cfg), "row": name})
+        print(format_table(selection[-1:], ["row", *NDCG], percent=NDCG), flush=True)
+    chosen = max((r for r in selection if r["row"] in variants), key=lambda r: r["ndcg@10"])["row"]
+
+    # phase 2: every row on the test split, full corpus
+    chosen_cols, chosen_mode, chosen_mined = variants[chosen]
+    rows_spec = {"gold_only": ("gold_only", "paper", 0), "stage1": variants[chosen],
+                 "stage1_cot_only": ("cot_only", chosen_mode, chosen_mined),
+                 "stage1_pm_only": ("pm_only", chosen_mode, chosen_mined),
+                 **{v: spec for v, spec in variants.items() if v != chosen}}
+    base = run_row(row_config("base", ("full", "paper", 0), args, 0), base_only=True)
+    rows = [{"row": "base", **{m: base[m] for m in NDCG}, "train_s": 0.0, "examples_per_s": None, "seed": None}]
+    for seed in seeds:
+        for name, variant in rows_spec.items():
+            r = run_row(row_config(name, variant, args, seed))
+            rows.append({"row": name, **{m: r[m] for m in NDCG}, "train_s": r.get("train_s"),
+                         "examples_per_s": r.get("examples_per_s"), "seed": seed})
+            print(format_table(rows[-1:], ["row", *NDCG, "train_s", "examples_per_s", "seed"], percent=NDCG), flush=True)
+
+    result = {"date": date.today().isoformat(), "machine": f"{platform.machine()} {os.cpu_count()} cores, CPU",
+              "commit": git_commit(), "settings": vars(args), "chosen_stage1": chosen,
+              "selection_heldout_train": selection, "rows": rows, "wall_s": round(time.perf_counter() - start, 1)}
+    storage.write_json(str(ROOT / "bench" / "results" / "syntriever-scifact.json"), result)
+    bar_plot(rows, "row", NDCG, str(ROOT / "bench" / "results" / "syntriever-scifact.png"),
+             title="SciFact test, MiniLM + recorded teacher (stage 1)")
+    cols = ["row", *NDCG, "train_s", "examples_per_s", "seed"]
+    print(format_table(rows, cols, percent=NDCG))
+    md = (f"\n### Syntriever stage 1 on SciFact test (MiniLM, recorded teacher) — {result['date']}, {result['machine']}, "
+          f"commit {result['commit']}\n\n`python bench/syntriever_scifact.py --seeds {args.seeds} --epochs {args.epochs}` "
+          f"(batch {args.batch_size} groups, lr {args.lr}, train max_seq_length {args.max_seq_length}, "
+          f"{args.workers} Ray Train worker(s)); default chosen on held-out TRAINING queries: **{chosen}**.\n\n"
+          f"Held-out selection (20% of train queries, corpus = their relevant docs + 1,000 random):\n\n"
+          f"{markdown_table(selection, ['row', *NDCG], percent=NDCG)}\n\nTest (full corpus, 300 queries):\n\n"
+          f"{markdown_table(rows, cols, percent=NDCG)}\n\n![](../bench/results/syntriever-scifact.png)\n")
+    with open(ROOT / "docs" / "benchmarks.md", "a") as f:
+        f.write(md)
+    if args.json:
+        print(json_line({f"{r['row']}/s{r['seed']}/ndcg@10": r["ndcg@10"] for r in rows} | {"chosen_stage1": chosen}))
+
+
+if __name__ == "__main__":
+    main()
