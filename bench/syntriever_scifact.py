@@ -19,6 +19,7 @@ Run: python bench/syntriever_scifact.py [--seeds 0] [--epochs 1] [--storage ./ru
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
 import platform
 import random
@@ -33,6 +34,8 @@ from synthir.eval.report import bar_plot, format_table, json_line, markdown_tabl
 from synthir.manifest import git_commit
 from synthir.pipelines.syntriever import NDCG, Stage1Options, SubsampleConfig, SyntrieverConfig, SyntrieverPipeline
 from synthir.runtime import RayConfig
+from synthir.synth.answer import MissingAnswers
+from synthir.synth.preferences import PreferenceConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 #: stage-1 variants: (columns, distill mode, mined negatives)
@@ -80,6 +83,20 @@ def run_row(cfg: SyntrieverConfig, base_only: bool = False) -> dict:
     return out["rows"][0] if base_only else out["rows"][-1]
 
 
+def export_compare_requests(cfg: SyntrieverConfig) -> str:
+    """Export P_compare for the stage-1 model's top-5 of every training query as ``bench/scifact/compare-requests.jsonl.gz``."""
+    judge = PreferenceConfig(engine="batch", model="recorded-teacher", pairs=None, storage=cfg.storage)
+    pipe = SyntrieverPipeline(cfg.model_copy(update={"preferences": judge, "stage2": TrainConfig(loss="pl", batch_size=100)}))
+    try:
+        pipe.run(("mine", "preferences"))
+    except MissingAnswers as e:
+        out = ROOT / "bench" / "scifact" / "compare-requests.jsonl.gz"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(gzip.compress(storage.read_bytes(e.uri), mtime=0))
+        return str(out)
+    raise RuntimeError("every comparison already has an answer in the store; nothing to export")
+
+
 def main() -> None:
     """Select the stage-1 default on held-out training queries, then score every row on test once."""
     ap = argparse.ArgumentParser(description=__doc__)
@@ -92,8 +109,12 @@ def main() -> None:
     ap.add_argument("--cpus", type=int, default=os.cpu_count(), help="CPUs per Ray Train worker")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--variants", default=",".join(VARIANTS), help="stage-1 variants to select among")
+    ap.add_argument("--export-only", metavar="VARIANT", help="only export the comparison requests of this stage-1 variant")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.export_only:
+        print(export_compare_requests(row_config("stage1", VARIANTS[args.export_only], args, 0)))
+        return
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = {v: VARIANTS[v] for v in args.variants.split(",")}
     start = time.perf_counter()
@@ -124,9 +145,11 @@ def main() -> None:
                          "examples_per_s": r.get("examples_per_s"), "seed": seed})
             print(format_table(rows[-1:], ["row", *NDCG, "train_s", "examples_per_s", "seed"], percent=NDCG), flush=True)
 
+    exported = export_compare_requests(row_config("stage1", variants[chosen], args, seeds[0]))
     result = {"date": date.today().isoformat(), "machine": f"{platform.machine()} {os.cpu_count()} cores, CPU",
               "commit": git_commit(), "settings": vars(args), "chosen_stage1": chosen,
-              "selection_heldout_train": selection, "rows": rows, "wall_s": round(time.perf_counter() - start, 1)}
+              "selection_heldout_train": selection, "rows": rows,
+              "compare_requests": os.path.relpath(exported, ROOT), "wall_s": round(time.perf_counter() - start, 1)}
     storage.write_json(str(ROOT / "bench" / "results" / "syntriever-scifact.json"), result)
     bar_plot(rows, "row", NDCG, str(ROOT / "bench" / "results" / "syntriever-scifact.png"),
              title="SciFact test, MiniLM + recorded teacher (stage 1)")

@@ -122,6 +122,7 @@ def synth_syntriever(
     overrides += [f"http.concurrency={concurrency}"] if concurrency else []
     overrides += [f"max_tokens={max_tokens}"] if max_tokens else []
     overrides += [f"ray_actors={ray_actors}", *( [f"hf.model={model}"] if engine == "hf" and model else [])]
+    overrides += [f"vllm.model={model}"] if engine == "vllm" and model else []
     try:
         summary = synthesize_stage1(load_config(Stage1Config, None, overrides))
     except MissingAnswers as e:

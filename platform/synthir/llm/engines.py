@@ -59,10 +59,25 @@ def build_vllm_processor(config: VLLMEngineConfig):
     )
     return build_processor(
         processor_config,
-        preprocess=lambda row: {"messages": row["messages"], "sampling_params": row["sampling"]},
+        preprocess=lambda row: {"custom_id": row["custom_id"], "messages": row["messages"], "sampling_params": row["sampling"]},
         postprocess=lambda row: {"custom_id": row["custom_id"], "content": row["generated_text"],
                                  "usage": {"prompt_tokens": row.get("num_input_tokens", 0), "completion_tokens": row.get("num_generated_tokens", 0)}},
     )
+
+
+def complete_vllm(requests: list[ChatRequest], store: ResponseStore, config: VLLMEngineConfig, processor=None) -> list[str]:
+    """Answer ``requests`` with vLLM on Ray Data, storing each answer as it streams back; returns requests left unanswered."""
+    import ray.data
+
+    by_id = {r.custom_id: r for r in requests}
+    rows = [{"custom_id": r.custom_id, "messages": [{"role": a, "content": b} for a, b in r.messages],
+             "sampling": dict(r.sampling)} for r in requests]
+    processor = processor or build_vllm_processor(config)
+    for row in processor(ray.data.from_items(rows)).iter_rows():
+        request = by_id.pop(row["custom_id"])
+        usage = {k: int(v or 0) for k, v in (row.get("usage") or {}).items()}
+        store.put(request, row["content"] or "", usage, source=f"vllm:{config.model}")
+    return [f"{c}: no answer from vLLM" for c in by_id]
 
 
 async def _complete_http(requests: list[ChatRequest], store: ResponseStore, config: HTTPEngineConfig, ledger: Ledger) -> list[str]:

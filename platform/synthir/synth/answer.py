@@ -1,7 +1,8 @@
 """Answering a list of chat requests: from the response store first, then from the configured engine.
 
-``config`` is any synthesis config with the engine settings (``engine``, ``http``, ``hf``, ``ray``, ``ray_actors``,
-``storage``): ``http`` and ``hf`` answer what is missing now (on the driver, or on a Ray Data actor pool), any
+``config`` is any synthesis config with the engine settings (``engine``, ``http``, ``hf``, ``vllm``, ``ray``,
+``ray_actors``, ``storage``): ``http`` and ``hf`` answer what is missing now (on the driver, or on a Ray Data actor
+pool), ``vllm`` through a ``ray.data.llm`` processor on the cluster's GPUs, any
 other engine (``batch``, ``recorded``) exports the missing requests as an OpenAI Batch input file and stops.
 """
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from synthir import storage
 from synthir.llm.batchfile import export_requests
-from synthir.llm.engines import complete_http
+from synthir.llm.engines import complete_http, complete_vllm
 from synthir.llm.hf_engine import HFGenerator
 from synthir.llm.stage import EngineStageConfig, answer_on_ray
 from synthir.llm.store import ChatRequest, Ledger, ResponseStore
@@ -29,6 +30,11 @@ class MissingAnswers(RuntimeError):
 
 def _run_engine(missing: list[ChatRequest], store: ResponseStore, config: Any) -> list[str]:
     """Answer ``missing`` with the live engine into the store; returns errors that outlived retries."""
+    if config.engine == "vllm":
+        if config.vllm is None:
+            raise ValueError("engine 'vllm' needs a vllm section (vllm.model at least)")
+        init_ray(config.ray)
+        return complete_vllm(missing, store, config.vllm)
     if config.ray_actors:
         init_ray(config.ray)
         stage = EngineStageConfig(kind=config.engine, num_actors=config.ray_actors, http=config.http, hf=config.hf)
@@ -47,7 +53,7 @@ def answer_requests(store: ResponseStore, requests: list[ChatRequest], config: A
     records = store.get_many(requests)
     missing = [r for r, rec in zip(requests, records) if rec is None]
     ledger.from_store += len(requests) - len(missing)
-    if missing and config.engine in ("http", "hf"):
+    if missing and config.engine in ("http", "hf", "vllm"):
         errors = _run_engine(missing, store, config)
         if errors:
             raise RuntimeError(f"{len(errors)} requests failed after retries (answers so far are stored; rerun to "

@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 
 from synthir import storage
 from synthir.config import StrictModel
-from synthir.llm.engines import HTTPEngineConfig
+from synthir.llm.engines import HTTPEngineConfig, VLLMEngineConfig
 from synthir.llm.hf_engine import HFEngineConfig
 from synthir.llm.parse import ParseFailure, parse_passage_choice
 from synthir.llm.prompts import load_prompt
@@ -36,7 +36,7 @@ TRIPLES_SCHEMA = pa.schema([
 class PreferenceConfig(StrictModel):
     """Which pairs to compare and which engine answers them."""
 
-    engine: Literal["batch", "http", "hf"] = Field("hf", description="batch exports the requests as an OpenAI Batch file")
+    engine: Literal["batch", "http", "hf", "vllm"] = Field("hf", description="batch exports the requests as an OpenAI Batch file")
     model: str = Field("bundled:smollm2-135m-instruct", description="the judge model name (part of every request key)")
     pairs: int | None = Field(None, ge=1, description="N distinct pairs per query (sampled); None: all C(K,2)")
     position_swap: bool = Field(False, description="ask both orders, keep the verdicts that agree")
@@ -47,6 +47,7 @@ class PreferenceConfig(StrictModel):
     ray_actors: int = Field(0, ge=0)
     http: HTTPEngineConfig = HTTPEngineConfig()
     hf: HFEngineConfig = HFEngineConfig()
+    vllm: VLLMEngineConfig | None = Field(None, description="engine vllm: model, parallelism, replicas (GPU)")
     ray: RayConfig = RayConfig()
 
     @model_validator(mode="after")

@@ -26,7 +26,7 @@ from synthir import storage
 from synthir.config import StrictModel, config_hash
 from synthir.data.beir import load_beir
 from synthir.llm.batchfile import import_answers
-from synthir.llm.engines import HTTPEngineConfig
+from synthir.llm.engines import HTTPEngineConfig, VLLMEngineConfig
 from synthir.llm.hf_engine import HFEngineConfig
 from synthir.llm.parse import ParseFailure, parse_yes_no
 from synthir.llm.prompts import load_prompt
@@ -52,7 +52,7 @@ class Stage1Config(StrictModel):
 
     dataset: str = "scifact"
     split: str = "train"
-    engine: Literal["recorded", "batch", "http", "hf"] = "recorded"
+    engine: Literal["recorded", "batch", "http", "hf", "vllm"] = "recorded"
     model: str = Field(RECORDED_MODEL, description="the teacher model name (part of every request key)")
     storage: str = "./runs"
     limit: int | None = Field(None, ge=1, description="only the first N training queries (smoke runs)")
@@ -60,6 +60,7 @@ class Stage1Config(StrictModel):
     ray_actors: int = Field(0, ge=0, description="0: answer from the driver; N: a Ray Data pool of N engine actors")
     http: HTTPEngineConfig = HTTPEngineConfig()
     hf: HFEngineConfig = HFEngineConfig()
+    vllm: VLLMEngineConfig | None = Field(None, description="engine vllm: model, parallelism, replicas (GPU)")
     ray: RayConfig = RayConfig()
 
 
