@@ -12,7 +12,9 @@ from synthir import storage
 def format_table(rows: Sequence[dict], columns: Sequence[str], percent: Sequence[str] = ()) -> str:
     """A fixed-width text table; columns in ``percent`` (0-1 values) print as percentages with 2 decimals."""
     def cell(row, c):
-        v = row.get(c, "")
+        v = row.get(c)
+        if v is None:  # a missing or undefined value is an empty cell
+            return ""
         if c in percent and isinstance(v, (int, float)):
             return f"{100 * v:.2f}"
         if isinstance(v, float):
@@ -30,7 +32,9 @@ def format_table(rows: Sequence[dict], columns: Sequence[str], percent: Sequence
 def markdown_table(rows: Sequence[dict], columns: Sequence[str], percent: Sequence[str] = ()) -> str:
     """The same table as GitHub Markdown."""
     def cell(row, c):
-        v = row.get(c, "")
+        v = row.get(c)
+        if v is None:  # a missing or undefined value is an empty cell
+            return ""
         if c in percent and isinstance(v, (int, float)):
             return f"{100 * v:.2f}"
         return f"{v:.3g}" if isinstance(v, float) else str(v)
