@@ -66,6 +66,16 @@ def test_retries_through_injected_429_and_500(echo_server, tmp_path):
     assert ledger.tokens["echo"]["requests"] == 20 and ledger.tokens["echo"]["output_tokens"] > 0
 
 
+def test_server_specific_sampling_keys_reach_the_server(echo_server, tmp_path):
+    # vLLM-style keys (top_k, repetition_penalty) are not arguments of the SDK's typed create(); the body goes as is
+    base = echo_server()
+    req = ChatRequest.make("t/k", "echo", [{"role": "user", "content": "q"}], {"temperature": 0.0, "top_k": 5, "repetition_penalty": 1.1})
+    store, ledger = ResponseStore(str(tmp_path / "store")), Ledger()
+    assert complete_http([req], store, HTTPEngineConfig(base_url=f"{base}/v1"), ledger) == []
+    assert ledger.sent == 1 and store.get(req)["content"]
+    assert httpx.get(f"{base}/stats").json()["answered"] == 1
+
+
 def test_kill_9_mid_run_then_rerun_sends_no_duplicate(echo_server, tmp_path):
     base = echo_server("--latency-ms", "200")
     cmd = [sys.executable, "-m", "synthir.cli", "synth", "syntriever", "--engine", "http", "--model", "echo",

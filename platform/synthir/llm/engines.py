@@ -82,6 +82,7 @@ def complete_vllm(requests: list[ChatRequest], store: ResponseStore, config: VLL
 
 async def _complete_http(requests: list[ChatRequest], store: ResponseStore, config: HTTPEngineConfig, ledger: Ledger) -> list[str]:
     import openai
+    from openai.types.chat import ChatCompletion
 
     client = openai.AsyncOpenAI(base_url=config.base_url, api_key=os.environ.get(config.api_key_env) or "EMPTY",
                                 max_retries=config.max_retries, timeout=config.timeout_s)
@@ -91,7 +92,9 @@ async def _complete_http(requests: list[ChatRequest], store: ResponseStore, conf
     async def one(request: ChatRequest) -> None:
         async with gate:  # only the HTTP call holds a concurrency slot; the durable write happens outside it
             try:
-                response = await client.chat.completions.create(**request.body())
+                # The wire-format body as is (openai's documented route for custom requests): sampling keys that
+                # only some servers know (vLLM's top_k, ...) pass through, and the per-request transform is skipped.
+                response = await client.post("/chat/completions", body=request.body(), cast_to=ChatCompletion)
             except openai.OpenAIError as e:
                 ledger.failed += 1
                 errors.append(f"{request.custom_id}: {type(e).__name__}: {e}")
