@@ -87,9 +87,10 @@ def test_two_workers_with_deepspeed_zero2_train_and_save(ray_local, groups, tmp_
 
 
 @pytest.mark.slow
-def test_killed_worker_resumes_from_its_last_checkpoint(ray_local, groups, tmp_path):
+def test_killed_worker_resumes_from_its_last_checkpoint(ray_local, groups, tmp_path, monkeypatch):
     cfg = TrainConfig(batch_size=8, max_steps=5, save_steps=2, max_seq_length=48, fail_at_step=3, max_failures=1)
-    summary = train_encoder(groups, EncoderConfig(), cfg, str(tmp_path / "resume"))
+    monkeypatch.chdir(tmp_path)  # a relative output path, as `storage: ./runs` gives, means the caller's directory
+    summary = train_encoder(groups, EncoderConfig(), cfg, "resume")
     # worker 0 died (os._exit) at step 3; Ray Train restarted it from the step-2 checkpoint and finished
     assert summary["resumed_from_step"] == 2 and summary["global_step"] == 5
     log = [json.loads(x) for x in storage.read_text(storage.join(str(tmp_path / "resume"), "train_log.jsonl")).splitlines()]

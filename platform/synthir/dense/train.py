@@ -90,6 +90,10 @@ def _ray_storage(uri: str) -> tuple[str, Any]:
 
 def _train_loop(loop_config: dict) -> None:
     """Ray Train worker: the sentence-transformers Trainer on this worker's shard, resuming from Ray's checkpoint."""
+    if os.path.isdir(loop_config["cwd"]):
+        # Ray Train starts each worker in a run directory of its own; relative local paths (a `storage: ./runs`
+        # config, a model folder) must mean what they mean to the caller.
+        os.chdir(loop_config["cwd"])
     config = TrainConfig.model_validate(loop_config["train"])
     if config.deepspeed is not None and not config.use_gpu:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")  # DeepSpeed's CPU accelerator (gloo), before it is imported
@@ -214,7 +218,7 @@ def train_encoder(groups: pa.Table, encoder: EncoderConfig, config: TrainConfig,
     trainer = TorchTrainer(
         _train_loop,
         train_loop_config={"train": config.model_dump(), "encoder": encoder.model_dump(), "groups_uri": groups_uri,
-                           "out_uri": out_uri, "layout": layout},
+                           "out_uri": out_uri, "layout": layout, "cwd": os.getcwd()},
         scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu,
                                      resources_per_worker={"CPU": config.cpus_per_worker}),
         run_config=RunConfig(name="train", storage_path=path, storage_filesystem=fs,
