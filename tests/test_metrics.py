@@ -38,3 +38,13 @@ def test_identical_ids_are_ignored_like_beir():
 def test_bad_metric_name():
     with pytest.raises(ValueError, match="ndcg@x"):
         parse_metric("ndcg@x")
+
+
+def test_summary_tables_agree_and_leave_missing_values_empty():
+    from synthir.eval.report import format_table, markdown_table
+
+    rows = [{"row": "base", "ndcg@10": 0.6451, "examples_per_s": None}, {"row": "stage1", "ndcg@10": 0.7, "examples_per_s": 1234.4}]
+    text = format_table(rows, ["row", "ndcg@10", "examples_per_s"], percent=["ndcg@10"]).splitlines()
+    assert text[2].split() == ["base", "64.51"] and text[3].split() == ["stage1", "70.00", "1234"]
+    md = markdown_table(rows, ["row", "ndcg@10", "examples_per_s"], percent=["ndcg@10"]).splitlines()
+    assert md[2] == "| base | 64.51 |  |" and md[3] == "| stage1 | 70.00 | 1234 |"

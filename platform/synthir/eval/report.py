@@ -9,19 +9,21 @@ from typing import Sequence
 from synthir import storage
 
 
+def _cell(row: dict, column: str, percent: Sequence[str]) -> str:
+    """One table cell: empty for a missing value, 0-1 ``percent`` columns as %, floats to 3 significant digits."""
+    v = row.get(column)
+    if v is None:
+        return ""
+    if column in percent and isinstance(v, (int, float)):
+        return f"{100 * v:.2f}"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+    return str(v)
+
+
 def format_table(rows: Sequence[dict], columns: Sequence[str], percent: Sequence[str] = ()) -> str:
     """A fixed-width text table; columns in ``percent`` (0-1 values) print as percentages with 2 decimals."""
-    def cell(row, c):
-        v = row.get(c)
-        if v is None:  # a missing or undefined value is an empty cell
-            return ""
-        if c in percent and isinstance(v, (int, float)):
-            return f"{100 * v:.2f}"
-        if isinstance(v, float):
-            return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
-        return str(v)
-
-    cells = [[cell(r, c) for c in columns] for r in rows]
+    cells = [[_cell(r, c, percent) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]
     line = lambda vals: "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(vals, widths)))
     out = [line(list(columns)), line(["-" * w for w in widths])]
@@ -31,16 +33,8 @@ def format_table(rows: Sequence[dict], columns: Sequence[str], percent: Sequence
 
 def markdown_table(rows: Sequence[dict], columns: Sequence[str], percent: Sequence[str] = ()) -> str:
     """The same table as GitHub Markdown."""
-    def cell(row, c):
-        v = row.get(c)
-        if v is None:  # a missing or undefined value is an empty cell
-            return ""
-        if c in percent and isinstance(v, (int, float)):
-            return f"{100 * v:.2f}"
-        return f"{v:.3g}" if isinstance(v, float) else str(v)
-
     out = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    out += ["| " + " | ".join(cell(r, c) for c in columns) + " |" for r in rows]
+    out += ["| " + " | ".join(_cell(r, c, percent) for c in columns) + " |" for r in rows]
     return "\n".join(out)
 
 
