@@ -4,10 +4,10 @@ What it runs (each part is timed and its numbers land in one JSON object):
 
 1. ``losses``: every loss on the same random embeddings on the CPU (fp32), on CUDA (fp32) and on CUDA under bf16
    autocast; the largest difference from the CPU value.
-2. ``train``: stage-1 training of the encoder on Ray Train, one GPU worker (NCCL process group), fp32 and bf16,
-   on the recorded teacher's SciFact groups; loss of the first and last steps, examples/s.
-3. ``deepspeed``: the same training with a DeepSpeed ZeRO-2 config (bf16), checked to really run ZeRO stage 2.
-4. ``encode``: the whole SciFact corpus encoded by the Ray Data encoding job on the GPU (docs/s).
+2. ``train``: stage-1 training of the encoder on Ray Train, one GPU worker (NCCL process group), on the recorded
+   teacher's SciFact groups, three runs: fp32, bf16, and bf16 with a DeepSpeed ZeRO-2 config (its row's
+   ``zero_stage`` says whether ZeRO stage 2 really ran); loss of the first and last steps, examples/s.
+3. ``encode``: the whole SciFact corpus encoded by the Ray Data encoding job on the GPU (docs/s).
 
 ``--random-init`` re-initialises the encoder's weights (same architecture and tokenizer): for machines the
 weights cannot be copied to. Throughput is unaffected; the losses still have to fall on the real groups.
