@@ -55,10 +55,12 @@ def _requests(n: int) -> list[ChatRequest]:
             for i in range(n)]
 
 
-def test_retries_through_injected_429_and_500(echo_server, tmp_path):
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+def test_retries_through_injected_429_and_500(echo_server, tmp_path, transport):
     base = echo_server("--fail-every", "3", "--fail-codes", "429,500")
     store, ledger = ResponseStore(str(tmp_path / "store")), Ledger()
-    errors = complete_http(_requests(20), store, HTTPEngineConfig(base_url=f"{base}/v1", concurrency=4), ledger)
+    config = HTTPEngineConfig(base_url=f"{base}/v1", concurrency=4, transport=transport)
+    errors = complete_http(_requests(20), store, config, ledger)
     assert errors == [] and ledger.sent == 20
     assert all(store.get(r)["content"] for r in _requests(20))
     stats = httpx.get(f"{base}/stats").json()
