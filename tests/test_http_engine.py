@@ -68,6 +68,18 @@ def test_retries_through_injected_429_and_500(echo_server, tmp_path, transport):
     assert ledger.tokens["echo"]["requests"] == 20 and ledger.tokens["echo"]["output_tokens"] > 0
 
 
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+def test_per_request_timeout_becomes_a_counted_error(echo_server, tmp_path, transport):
+    base = echo_server("--latency-ms", "3000")
+    store, ledger = ResponseStore(str(tmp_path / "store")), Ledger()
+    config = HTTPEngineConfig(base_url=f"{base}/v1", timeout_s=0.5, max_retries=0, transport=transport)
+    start = time.perf_counter()
+    errors = complete_http(_requests(2), store, config, ledger)
+    assert time.perf_counter() - start < 2.5  # the 3 s server was not waited for
+    assert len(errors) == 2 and all("Timeout" in e for e in errors)
+    assert ledger.failed == 2 and ledger.sent == 0 and store.get(_requests(2)[0]) is None
+
+
 def test_server_specific_sampling_keys_reach_the_server(echo_server, tmp_path):
     # vLLM-style keys (top_k, repetition_penalty) are not arguments of the SDK's typed create(); the body goes as is
     base = echo_server()

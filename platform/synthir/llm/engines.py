@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-
 from typing import Literal
 
 from pydantic import Field
