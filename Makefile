@@ -15,5 +15,6 @@ test: install
 bench: install
 	.venv/bin/python bench/eval_scifact.py
 	.venv/bin/python bench/syntriever_scifact.py --seeds 0,1,2 --seed-rows gold_only,stage1,stage1_paper_loss
+	.venv/bin/python bench/syntriever_paired.py
 	.venv/bin/python bench/train_workers.py
 	.venv/bin/python bench/http_concurrency.py --levels 4,16,32,64

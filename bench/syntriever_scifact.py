@@ -77,6 +77,14 @@ def row_config(row: str, variant: tuple[str, str, int], args, seed: int, **data)
                             stage2=None, ray=RayConfig(num_cpus=os.cpu_count()), **data)
 
 
+def test_rows(variants: dict[str, tuple[str, str, int]], chosen: str) -> dict[str, tuple[str, str, int]]:
+    """The trained test rows: gold-only, the chosen stage 1, its q_cot-only / p±-only ablations, the other variants."""
+    _, mode, mined = variants[chosen]
+    return {"gold_only": ("gold_only", "paper", 0), "stage1": variants[chosen],
+            "stage1_cot_only": ("cot_only", mode, mined), "stage1_pm_only": ("pm_only", mode, mined),
+            **{v: spec for v, spec in variants.items() if v != chosen}}
+
+
 def run_row(cfg: SyntrieverConfig, base_only: bool = False) -> dict:
     """Train (unless base) and evaluate one row; returns its metrics, train_s and examples_per_s."""
     pipe = SyntrieverPipeline(cfg)
@@ -143,11 +151,7 @@ def main() -> None:
     chosen = max((r for r in selection if r["row"] in variants), key=lambda r: r["ndcg@10"])["row"]
 
     # phase 2: every row on the test split, full corpus
-    chosen_cols, chosen_mode, chosen_mined = variants[chosen]
-    rows_spec = {"gold_only": ("gold_only", "paper", 0), "stage1": variants[chosen],
-                 "stage1_cot_only": ("cot_only", chosen_mode, chosen_mined),
-                 "stage1_pm_only": ("pm_only", chosen_mode, chosen_mined),
-                 **{v: spec for v, spec in variants.items() if v != chosen}}
+    rows_spec = test_rows(variants, chosen)
     base = run_row(row_config("base", ("full", "paper", 0), args, 0), base_only=True)
     rows = [{"row": "base", **{m: base[m] for m in NDCG}, "train_s": 0.0, "examples_per_s": None, "seed": None}]
     seed_rows = set(filter(None, args.seed_rows.split(",")))

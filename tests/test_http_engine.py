@@ -155,3 +155,13 @@ def test_vllm_engine_streams_each_answer_into_the_store(ray_local, tmp_path):
         from synthir.synth.syntriever import Stage1Config, synthesize_stage1
 
         synthesize_stage1(Stage1Config(engine="vllm", model="m", storage=str(tmp_path), limit=2))
+
+
+def test_transport_changes_no_cache_key():
+    # the pipeline keys its steps by the dumped teacher config; the transport changes no answer, so it stays out
+    from synthir.config import config_hash
+    from synthir.synth.syntriever import Stage1Config
+
+    fast, plain = Stage1Config(http=HTTPEngineConfig(transport="aiohttp")), Stage1Config(http=HTTPEngineConfig(transport="httpx"))
+    assert plain.http.transport == "httpx" and config_hash(fast) == config_hash(plain)
+    assert config_hash(Stage1Config(http=HTTPEngineConfig(concurrency=4))) != config_hash(plain)  # the hash does see http

@@ -33,9 +33,11 @@ class HTTPEngineConfig(StrictModel):
     concurrency: int = Field(16, ge=1, description="requests in flight at once")
     max_retries: int = Field(6, ge=0, description="retries on 429, 5xx, timeouts and connection errors")
     timeout_s: float = Field(120.0, gt=0, description="per-request timeout")
+    # exclude=True: how requests travel changes no answer, so it stays out of dumps and thus out of the cache keys
+    # of the pipeline steps that hash this config (adding it must not make existing stage-1 models look stale)
     transport: Literal["aiohttp", "httpx"] = Field(
-        "aiohttp", description="the openai client's HTTP transport: aiohttp (openai's DefaultAioHttpClient, about "
-        "40% less client CPU per request, see docs/benchmarks.md) or the SDK's default httpx pool")
+        "aiohttp", exclude=True, description="the openai client's HTTP transport: aiohttp (openai's DefaultAioHttpClient, "
+        "about 40% less client CPU per request, see docs/benchmarks.md) or the SDK's default httpx pool")
 
 
 class VLLMEngineConfig(StrictModel):
