@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from syntriever_scifact import VARIANTS, row_config, test_rows  # noqa: E402
+from syntriever_scifact import VARIANTS, row_config, trained_rows  # noqa: E402
 
 from synthir import storage  # noqa: E402
 from synthir.eval.metrics import per_query  # noqa: E402
@@ -66,7 +66,7 @@ def main() -> None:
     recorded = storage.read_json(args.results)
     settings = argparse.Namespace(**{**recorded["settings"], **({"storage": args.storage} if args.storage else {})})
     variants = {v: VARIANTS[v] for v in settings.variants.split(",")}
-    specs = {"base": None, **test_rows(variants, recorded["chosen_stage1"])}
+    specs = {"base": None, **trained_rows(variants, recorded["chosen_stage1"])}
 
     scores: dict[str, dict[int, dict[str, float]]] = {}
     for r in recorded["rows"]:

@@ -77,7 +77,7 @@ def row_config(row: str, variant: tuple[str, str, int], args, seed: int, **data)
                             stage2=None, ray=RayConfig(num_cpus=os.cpu_count()), **data)
 
 
-def test_rows(variants: dict[str, tuple[str, str, int]], chosen: str) -> dict[str, tuple[str, str, int]]:
+def trained_rows(variants: dict[str, tuple[str, str, int]], chosen: str) -> dict[str, tuple[str, str, int]]:
     """The trained test rows: gold-only, the chosen stage 1, its q_cot-only / p±-only ablations, the other variants."""
     _, mode, mined = variants[chosen]
     return {"gold_only": ("gold_only", "paper", 0), "stage1": variants[chosen],
@@ -151,7 +151,7 @@ def main() -> None:
     chosen = max((r for r in selection if r["row"] in variants), key=lambda r: r["ndcg@10"])["row"]
 
     # phase 2: every row on the test split, full corpus
-    rows_spec = test_rows(variants, chosen)
+    rows_spec = trained_rows(variants, chosen)
     base = run_row(row_config("base", ("full", "paper", 0), args, 0), base_only=True)
     rows = [{"row": "base", **{m: base[m] for m in NDCG}, "train_s": 0.0, "examples_per_s": None, "seed": None}]
     seed_rows = set(filter(None, args.seed_rows.split(",")))
