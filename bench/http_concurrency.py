@@ -112,9 +112,9 @@ def main() -> None:
             for level in levels:
                 runs[level].append(_measure(base, level, args.rounds * level, args.latency_ms, tag=f"{rep}"))
         for level in levels:
-            util = sorted(r["utilisation"] for r in runs[level])
-            mid = sorted(runs[level], key=lambda r: r["utilisation"])[len(util) // 2]  # the median run
-            rows.append({"concurrency": level, **mid, "utilisation_range": f"{util[0]:.3f}-{util[-1]:.3f}",
+            ordered = sorted(runs[level], key=lambda r: r["utilisation"])
+            rows.append({"concurrency": level, **ordered[len(ordered) // 2],  # the median run
+                         "utilisation_range": f"{ordered[0]['utilisation']:.3f}-{ordered[-1]['utilisation']:.3f}",
                          "errors": sum(r["errors"] for r in runs[level])})
     finally:
         proc.kill()
