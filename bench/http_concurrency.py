@@ -6,6 +6,10 @@ levels, and reports requests/s against the ideal concurrency / latency. Target (
 Each level first measures a reference client of near-zero overhead (raw HTTP/1.1 on asyncio streams, same
 concurrency, same server) right before the engine, so the table separates what the engine costs (``vs_reference``)
 from what this machine and the server allow at that moment (``reference_utilisation``).
+Each run lasts ``rounds`` x latency (100 x 200 ms = 20 s by default): the target is about steady state, as in a
+synthesis job of minutes to hours, so a run must be long enough that its fixed cost (starting the client, opening
+``concurrency`` connections, draining the last wave: 0.05-0.3 s here) does not dominate. ``--rounds 20`` (4 s runs)
+shows that cost; docs/benchmarks.md has both.
 Writes bench/results/http-concurrency.json, a PNG next to it, and a table to docs/benchmarks.md.
 Run: python bench/http_concurrency.py [--latency-ms 200] [--levels 4,16,32,64] [--json]
 """
@@ -96,7 +100,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--latency-ms", type=float, default=200.0)
     ap.add_argument("--levels", default="4,16,32,64")
-    ap.add_argument("--rounds", type=int, default=20, help="requests per level = rounds x concurrency")
+    ap.add_argument("--rounds", type=int, default=100, help="requests per level = rounds x concurrency")
     ap.add_argument("--repeats", type=int, default=3, help="runs per level; the table shows the median run and the range")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -120,7 +124,7 @@ def main() -> None:
         proc.kill()
     machine = f"{platform.machine()} {os.cpu_count()} cores, CPU"
     result = {"date": date.today().isoformat(), "machine": machine, "commit": git_commit(), "latency_ms": args.latency_ms,
-              "repeats": args.repeats, "rows": rows, "runs": {str(k): v for k, v in runs.items()}}
+              "rounds": args.rounds, "repeats": args.repeats, "rows": rows, "runs": {str(k): v for k, v in runs.items()}}
     storage.write_json(str(ROOT / "bench" / "results" / "http-concurrency.json"), result)
     from synthir.eval.report import bar_plot
 
@@ -134,6 +138,7 @@ def main() -> None:
     with open(ROOT / "docs" / "benchmarks.md", "a") as f:
         f.write(f"\n## http engine concurrency (`bench/http_concurrency.py`) — {result['date']}, {machine}, commit {result['commit']}\n\n"
                 f"Echo backend with a fixed {args.latency_ms:.0f} ms latency, separate server process on 127.0.0.1; "
+                f"{args.rounds} rounds per run ({args.rounds * args.latency_ms / 1000:.0f} s at the ideal rate); "
                 f"utilisation = measured req/s / (concurrency / latency), after an untimed warm-up, the median of "
                 f"{args.repeats} runs per level (range beside it); every answer is "
                 f"fsync'd to a local response store as in a real run; reference_utilisation = a raw HTTP/1.1 client of near-zero "
