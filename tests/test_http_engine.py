@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from synthir.llm.engines import HTTPEngineConfig, VLLMEngineConfig, build_vllm_processor, complete_http, complete_vllm
+from synthir.llm.stage import EngineStageConfig, answer_on_ray
 from synthir.llm.store import ChatRequest, Ledger, ResponseStore
 
 
@@ -65,6 +66,7 @@ def test_retries_through_injected_429_and_500(echo_server, tmp_path, transport):
     assert all(store.get(r)["content"] for r in _requests(20))
     stats = httpx.get(f"{base}/stats").json()
     assert stats["failed_injected"] > 0 and stats["answered"] == 20 and stats["duplicates"] == 0
+    assert stats["max_in_flight"] <= 4  # the concurrency limit held, retries included
     assert ledger.tokens["echo"]["requests"] == 20 and ledger.tokens["echo"]["output_tokens"] > 0
 
 
@@ -129,6 +131,23 @@ def test_kill_9_mid_run_then_rerun_sends_no_duplicate(echo_server, tmp_path):
     table = pq.read_table(next(Path(tmp_path, "synth").rglob("stage1.parquet"))).to_pylist()
     assert len(table) == 30 and len({r["query_id"] for r in table}) == 30
     assert all(r["verdict"] is None and r["parse_failure"] for r in table)
+
+
+def test_http_engine_on_ray_actor_pool_keeps_one_gate_per_actor_then_rerun_sends_nothing(echo_server, tmp_path, ray_local):
+    """An http actor answers 96 requests once each; its concurrent batches share one client and one gate."""
+    base = echo_server("--latency-ms", "100")
+    store = ResponseStore(str(tmp_path / "store"))
+    config = EngineStageConfig(kind="http", num_actors=1, num_cpus_per_actor=0.5, batch_size=8,
+                               http=HTTPEngineConfig(base_url=f"{base}/v1", concurrency=3))
+    reqs = _requests(96)
+    assert answer_on_ray(reqs, store, config) == (96, [])
+    assert all(store.get(r)["content"].startswith(f"echo: question {i} ") for i, r in enumerate(reqs))
+    stats = httpx.get(f"{base}/stats").json()
+    assert stats["answered"] == 96 and stats["duplicates"] == 0
+    # full, and never more: an engine per batch would let the actor's overlapping batches each send 3 (12 measured)
+    assert stats["max_in_flight"] == 3
+    assert answer_on_ray(reqs, store, config) == (0, [])  # everything from the store
+    assert httpx.get(f"{base}/stats").json()["answered"] == 96
 
 
 def test_vllm_processor_config_builds_without_vllm(ray_local):

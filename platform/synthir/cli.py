@@ -102,7 +102,7 @@ def synth_syntriever(
     base_url: Optional[str] = typer.Option(None, help="http: endpoint, e.g. http://127.0.0.1:8000/v1 (key from $OPENAI_API_KEY)"),
     concurrency: Optional[int] = typer.Option(None, help="http: requests in flight"),
     max_tokens: Optional[int] = typer.Option(None, help="override the prompts' max_tokens"),
-    ray_actors: int = typer.Option(0, help="0: answer from this process; N: a Ray Data pool of N engine actors"),
+    ray_actors: int = typer.Option(0, help="0: answer from this process; N: a Ray Data pool of N engine actors (--concurrency is per actor)"),
     storage_root: str = typer.Option("./runs", "--storage"),
     limit: Optional[int] = typer.Option(None, help="only the first N queries"),
     as_json: bool = JsonOpt,

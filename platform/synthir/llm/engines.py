@@ -86,24 +86,33 @@ def complete_vllm(requests: list[ChatRequest], store: ResponseStore, config: VLL
     return [f"{c}: no answer from vLLM" for c in by_id]
 
 
-async def _complete_http(requests: list[ChatRequest], store: ResponseStore, config: HTTPEngineConfig, ledger: Ledger) -> list[str]:
-    import openai
-    from openai.types.chat import ChatCompletion
+class HTTPEngine:
+    """One ``openai`` async client and one concurrency gate, shared by every ``answer`` call on an event loop.
 
-    # One process sends hundreds of requests/s, so client CPU per request bounds throughput: the SDK's aiohttp
-    # transport (its `aiohttp` extra) costs less than its default httpx pool; retries and timeouts are the SDK's either way.
-    http_client = openai.DefaultAioHttpClient() if config.transport == "aiohttp" else None
-    client = openai.AsyncOpenAI(base_url=config.base_url, api_key=os.environ.get(config.api_key_env) or "EMPTY",
-                                max_retries=config.max_retries, timeout=config.timeout_s, http_client=http_client)
-    gate = asyncio.Semaphore(config.concurrency)
-    errors: list[str] = []
+    ``complete_http`` uses one for a single call; a Ray Data actor keeps one for its lifetime, so its concurrent
+    batches share the connections and the ``concurrency`` limit. Create it inside the event loop that uses it.
+    """
 
-    async def one(request: ChatRequest) -> None:
-        async with gate:  # only the HTTP call holds a concurrency slot; the durable write happens outside it
+    def __init__(self, config: HTTPEngineConfig):
+        import openai
+
+        self.config = config
+        # One process sends hundreds of requests/s, so client CPU per request bounds throughput: the SDK's aiohttp
+        # transport (its `aiohttp` extra) costs less than its default httpx pool; retries and timeouts are the SDK's either way.
+        http_client = openai.DefaultAioHttpClient() if config.transport == "aiohttp" else None
+        self.client = openai.AsyncOpenAI(base_url=config.base_url, api_key=os.environ.get(config.api_key_env) or "EMPTY",
+                                         max_retries=config.max_retries, timeout=config.timeout_s, http_client=http_client)
+        self.gate = asyncio.Semaphore(config.concurrency)
+
+    async def _one(self, request: ChatRequest, store: ResponseStore, ledger: Ledger, errors: list[str]) -> None:
+        import openai
+        from openai.types.chat import ChatCompletion
+
+        async with self.gate:  # only the HTTP call holds a concurrency slot; the durable write happens outside it
             try:
                 # The wire-format body as is (openai's documented route for custom requests): sampling keys that
                 # only some servers know (vLLM's top_k, ...) pass through, and the per-request transform is skipped.
-                response = await client.post("/chat/completions", body=request.body(), cast_to=ChatCompletion)
+                response = await self.client.post("/chat/completions", body=request.body(), cast_to=ChatCompletion)
             except openai.OpenAIError as e:
                 ledger.failed += 1
                 errors.append(f"{request.custom_id}: {type(e).__name__}: {e}")
@@ -111,13 +120,25 @@ async def _complete_http(requests: list[ChatRequest], store: ResponseStore, conf
         ledger.sent += 1
         usage = response.usage.model_dump() if response.usage else None
         ledger.add_usage(request.model, usage)
-        await asyncio.to_thread(store.put, request, response.choices[0].message.content or "", usage, f"http:{config.base_url}")
+        await asyncio.to_thread(store.put, request, response.choices[0].message.content or "", usage, f"http:{self.config.base_url}")
 
+    async def answer(self, requests: list[ChatRequest], store: ResponseStore, ledger: Ledger) -> list[str]:
+        """Send ``requests``, storing each answer as it arrives; returns errors that outlived retries."""
+        errors: list[str] = []
+        await asyncio.gather(*(self._one(r, store, ledger, errors) for r in requests))
+        return errors
+
+    async def aclose(self) -> None:
+        """Close the client's connections."""
+        await self.client.close()
+
+
+async def _complete_http(requests: list[ChatRequest], store: ResponseStore, config: HTTPEngineConfig, ledger: Ledger) -> list[str]:
+    engine = HTTPEngine(config)
     try:
-        await asyncio.gather(*(one(r) for r in requests))
+        return await engine.answer(requests, store, ledger)
     finally:
-        await client.close()
-    return errors
+        await engine.aclose()
 
 
 def complete_http(requests: list[ChatRequest], store: ResponseStore, config: HTTPEngineConfig, ledger: Ledger) -> list[str]:

@@ -8,19 +8,24 @@ back. Rows in: ``custom_id``, ``model``, ``messages`` and ``sampling`` (JSON str
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Literal
 
 from pydantic import Field
 
 from synthir.config import StrictModel
-from synthir.llm.engines import HTTPEngineConfig, complete_http
+from synthir.llm.engines import HTTPEngine, HTTPEngineConfig
 from synthir.llm.hf_engine import HFEngineConfig
 from synthir.llm.store import ChatRequest, Ledger, ResponseStore
 
 
+# Batches (Ray Data tasks) one http actor runs at once on its event loop, all behind its one concurrency gate.
+HTTP_BATCHES_PER_ACTOR = 4
+
+
 class EngineStageConfig(StrictModel):
-    """Which engine answers, and how many Ray actors run it."""
+    """Which engine answers, and how many Ray actors run it (``http.concurrency`` is per actor)."""
 
     kind: Literal["http", "hf"] = "http"
     num_actors: int = Field(1, ge=1)
@@ -31,35 +36,69 @@ class EngineStageConfig(StrictModel):
     hf: HFEngineConfig = HFEngineConfig()
 
 
-class _AnswerMissing:
-    """Ray Data callable class: one engine per actor, store-aware."""
+def _requests(batch: dict) -> list[ChatRequest]:
+    return [ChatRequest.make(c, m, json.loads(msg), json.loads(s))
+            for c, m, msg, s in zip(batch["custom_id"], batch["model"], batch["messages"], batch["sampling"])]
 
-    def __init__(self, config: dict, store_root: str):
-        self.config = EngineStageConfig.model_validate(config)
+
+def _result(batch: dict, missing: list[ChatRequest], errors: dict[str, str]) -> dict:
+    sent = {r.custom_id for r in missing}
+    return {"custom_id": batch["custom_id"], "sent": [c in sent and c not in errors for c in batch["custom_id"]],
+            "error": [errors.get(c, "") for c in batch["custom_id"]]}
+
+
+class _AnswerMissingHTTP:
+    """Ray Data async callable class: one ``HTTPEngine`` per actor, kept across batches, store-aware.
+
+    Async, so Ray Data runs several batches of one actor at once on the actor's event loop: they share the
+    engine's connections and its ``concurrency`` gate, and a batch's last, half-empty wave overlaps the next
+    batch instead of leaving slots idle (and no batch pays for a new client and new connections).
+    """
+
+    def __init__(self, config: EngineStageConfig, store_root: str):
+        self.config = config
         self.store = ResponseStore(store_root)
-        self.generator = None
-        if self.config.kind == "hf":
-            from synthir.llm.hf_engine import HFGenerator
+        self.engine: HTTPEngine | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
-            self.generator = HFGenerator(self.config.hf)
+    async def __call__(self, batch: dict) -> dict:
+        if self.engine is None:  # created on the actor's event loop, where every batch runs
+            self.engine, self.loop = HTTPEngine(self.config.http), asyncio.get_running_loop()
+        requests = _requests(batch)
+        records = await asyncio.to_thread(self.store.get_many, requests)
+        missing = [r for r, rec in zip(requests, records) if rec is None]
+        errors: dict[str, str] = {}
+        for line in await self.engine.answer(missing, self.store, Ledger()):
+            custom_id, _, message = line.partition(": ")
+            errors[custom_id] = message
+        return _result(batch, missing, errors)
+
+    def __del__(self):
+        # Ray Data deletes the instance when it retires the actor: close the connections on the loop that owns them
+        # (the loop runs in its own thread and is still running then).
+        if self.engine is not None and self.loop is not None and self.loop.is_running():
+            asyncio.run_coroutine_threadsafe(self.engine.aclose(), self.loop).result(timeout=10)
+
+
+class _AnswerMissingHF:
+    """Ray Data callable class: one local model per actor (loaded once), store-aware."""
+
+    def __init__(self, config: EngineStageConfig, store_root: str):
+        from synthir.llm.hf_engine import HFGenerator
+
+        self.config = config
+        self.store = ResponseStore(store_root)
+        self.generator = HFGenerator(self.config.hf)
 
     def __call__(self, batch: dict) -> dict:
-        requests = [ChatRequest.make(c, m, json.loads(msg), json.loads(s))
-                    for c, m, msg, s in zip(batch["custom_id"], batch["model"], batch["messages"], batch["sampling"])]
+        requests = _requests(batch)
         missing = [r for r, rec in zip(requests, self.store.get_many(requests)) if rec is None]
-        errors: dict[str, str] = {}
-        if missing and self.generator is not None:
+        if missing:
             answers = self.generator.generate([[{"role": r, "content": c} for r, c in q.messages] for q in missing],
                                               [dict(q.sampling) for q in missing])
             for request, answer in zip(missing, answers):
                 self.store.put(request, answer["content"], answer.get("usage"), source=f"hf:{self.config.hf.model}")
-        elif missing:
-            for line in complete_http(missing, self.store, self.config.http, Ledger()):
-                custom_id, _, message = line.partition(": ")
-                errors[custom_id] = message
-        sent = {r.custom_id for r in missing}
-        return {"custom_id": batch["custom_id"], "sent": [c in sent and c not in errors for c in batch["custom_id"]],
-                "error": [errors.get(c, "") for c in batch["custom_id"]]}
+        return _result(batch, missing, {})
 
 
 def answer_on_ray(requests: list[ChatRequest], store: ResponseStore, config: EngineStageConfig) -> tuple[int, list[str]]:
@@ -68,12 +107,18 @@ def answer_on_ray(requests: list[ChatRequest], store: ResponseStore, config: Eng
 
     rows = [{"custom_id": r.custom_id, "model": r.model, "messages": json.dumps([{"role": a, "content": b} for a, b in r.messages]),
              "sampling": json.dumps(dict(r.sampling))} for r in requests]
-    ds = ray.data.from_items(rows).repartition(max(1, len(rows) // config.batch_size))
+    if config.kind == "http":
+        # A batch at least as big as the gate, and several batches running per actor, keep the gate full.
+        batch_size, fn, calls = max(config.batch_size, config.http.concurrency), _AnswerMissingHTTP, HTTP_BATCHES_PER_ACTOR
+    else:
+        batch_size, fn, calls = config.batch_size, _AnswerMissingHF, None
+    ds = ray.data.from_items(rows).repartition(max(1, len(rows) // batch_size))
     out = ds.map_batches(
-        _AnswerMissing,
-        fn_constructor_kwargs={"config": config.model_dump(), "store_root": store.root},
-        batch_size=config.batch_size,
-        compute=ray.data.ActorPoolStrategy(size=config.num_actors),
+        fn,
+        # the config object itself, not its dump: the dump leaves out execution-only fields such as http.transport
+        fn_constructor_kwargs={"config": config, "store_root": store.root},
+        batch_size=batch_size,
+        compute=ray.data.ActorPoolStrategy(size=config.num_actors, max_concurrent_calls_per_actor=calls),
         num_cpus=config.num_cpus_per_actor,
         num_gpus=config.num_gpus_per_actor,
     ).take_all()

@@ -116,10 +116,12 @@ class MicroBatcher:
 
 
 class ServerStats:
-    """Counters behind ``/stats``: requests received, answered, injected failures, answers per content key."""
+    """Counters behind ``/stats``: requests received, answered, injected failures, answers per content key,
+    and the most requests ever in the handler at once (``max_in_flight``: what a client's concurrency limit allowed)."""
 
     def __init__(self) -> None:
         """Start from zero."""
+        self.in_flight = 0
         self.reset()
 
     def reset(self) -> None:
@@ -129,11 +131,13 @@ class ServerStats:
         self.failed_injected = 0
         self.undelivered = 0
         self.by_key: Counter[str] = Counter()
+        self.max_in_flight = self.in_flight  # requests still in the handler stay counted
 
     def as_dict(self) -> dict:
         """The JSON shape of ``/stats``."""
         return {"requests": self.requests, "answered": self.answered, "failed_injected": self.failed_injected,
-                "undelivered": self.undelivered, "by_key": dict(self.by_key), "duplicates": sum(1 for n in self.by_key.values() if n > 1)}
+                "undelivered": self.undelivered, "by_key": dict(self.by_key), "duplicates": sum(1 for n in self.by_key.values() if n > 1),
+                "max_in_flight": self.max_in_flight}
 
 
 def build_app(generator: Any, model_name: str, latency_ms: float = 0, fail_codes: list[int] | None = None,
@@ -158,6 +162,14 @@ def build_app(generator: Any, model_name: str, latency_ms: float = 0, fail_codes
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionBody, request: Request):
         """Answer one OpenAI chat completion (or an injected failure)."""
+        stats.in_flight += 1
+        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+        try:
+            return await answer(body, request)
+        finally:
+            stats.in_flight -= 1
+
+    async def answer(body: ChatCompletionBody, request: Request):
         stats.requests += 1
         number = stats.requests
         if fail_every > 0 and number % fail_every == 0:

@@ -44,7 +44,7 @@ class PreferenceConfig(StrictModel):
     max_tokens: int | None = Field(16, ge=1, description="answer length cap (part of every request key)")
     seed: int = 0
     storage: str = "./runs"
-    ray_actors: int = Field(0, ge=0)
+    ray_actors: int = Field(0, ge=0, description="0: answer from the driver; N: a Ray Data pool of N engine actors (http.concurrency is per actor)")
     http: HTTPEngineConfig = HTTPEngineConfig()
     hf: HFEngineConfig = HFEngineConfig()
     vllm: VLLMEngineConfig | None = Field(None, description="engine vllm: model, parallelism, replicas (GPU)")

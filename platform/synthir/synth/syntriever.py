@@ -57,7 +57,7 @@ class Stage1Config(StrictModel):
     storage: str = "./runs"
     limit: int | None = Field(None, ge=1, description="only the first N training queries (smoke runs)")
     max_tokens: int | None = Field(None, ge=1, description="override the prompts' max_tokens (part of every request key)")
-    ray_actors: int = Field(0, ge=0, description="0: answer from the driver; N: a Ray Data pool of N engine actors")
+    ray_actors: int = Field(0, ge=0, description="0: answer from the driver; N: a Ray Data pool of N engine actors (http.concurrency is per actor)")
     http: HTTPEngineConfig = HTTPEngineConfig()
     hf: HFEngineConfig = HFEngineConfig()
     vllm: VLLMEngineConfig | None = Field(None, description="engine vllm: model, parallelism, replicas (GPU)")
