@@ -10,8 +10,10 @@ Each run lasts ``rounds`` x latency (100 x 200 ms = 20 s by default): the target
 synthesis job of minutes to hours, so a run must be long enough that its fixed cost (starting the client, opening
 ``concurrency`` connections, draining the last wave: 0.05-0.3 s here) does not dominate. ``--rounds 20`` (4 s runs)
 shows that cost; docs/benchmarks.md has both.
-Writes bench/results/http-concurrency.json, a PNG next to it, and a table to docs/benchmarks.md.
-Run: python bench/http_concurrency.py [--latency-ms 200] [--levels 4,16,32,64] [--json]
+``--ray-actors N`` runs the engine as a Ray Data pool of N actors instead (``ray_actors: N`` in a synthesis
+config; each actor gets concurrency / N), timed from the call, so the pool's start-up counts against it.
+Writes bench/results/http-concurrency[-rayN].json, a PNG next to it, and a table to docs/benchmarks.md.
+Run: python bench/http_concurrency.py [--latency-ms 200] [--levels 4,16,32,64] [--ray-actors 0] [--json]
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import httpx
 from synthir import storage
 from synthir.eval.report import format_table, json_line, markdown_table
 from synthir.llm.engines import HTTPEngineConfig, complete_http
+from synthir.llm.stage import EngineStageConfig, answer_on_ray
 from synthir.llm.store import ChatRequest, Ledger, ResponseStore
 from synthir.manifest import git_commit
 
@@ -80,7 +83,7 @@ async def _reference_client(port: int, level: int, n: int) -> float:
     return time.perf_counter() - start
 
 
-def _measure(base: str, level: int, n: int, latency_ms: float, tag: str) -> dict:
+def _measure(base: str, level: int, n: int, latency_ms: float, tag: str, ray_actors: int = 0) -> dict:
     """One level once: the reference client, then the http engine with a fresh store; their utilisations."""
     ideal = level / (latency_ms / 1000)
     reference = n / asyncio.run(_reference_client(int(base.rsplit(":", 1)[1]), level, n)) / ideal
@@ -88,7 +91,12 @@ def _measure(base: str, level: int, n: int, latency_ms: float, tag: str) -> dict
                              {"temperature": 0.0}) for i in range(n)]
     store = ResponseStore(tempfile.mkdtemp(prefix="synthir-bench-store-"))
     start = time.perf_counter()
-    errors = complete_http(reqs, store, HTTPEngineConfig(base_url=f"{base}/v1", concurrency=level), Ledger())
+    if ray_actors:
+        stage = EngineStageConfig(kind="http", num_actors=ray_actors, num_cpus_per_actor=0.5,
+                                  http=HTTPEngineConfig(base_url=f"{base}/v1", concurrency=level // ray_actors))
+        errors = answer_on_ray(reqs, store, stage)[1]
+    else:
+        errors = complete_http(reqs, store, HTTPEngineConfig(base_url=f"{base}/v1", concurrency=level), Ledger())
     seconds = time.perf_counter() - start
     return {"requests": n, "errors": len(errors), "seconds": round(seconds, 2), "req_per_s": round(n / seconds, 1),
             "ideal_req_per_s": round(ideal, 1), "utilisation": round(n / seconds / ideal, 3),
@@ -102,8 +110,15 @@ def main() -> None:
     ap.add_argument("--levels", default="4,16,32,64")
     ap.add_argument("--rounds", type=int, default=100, help="requests per level = rounds x concurrency")
     ap.add_argument("--repeats", type=int, default=3, help="runs per level; the table shows the median run and the range")
+    ap.add_argument("--ray-actors", type=int, default=0, help="0: the engine in this process; N: a Ray Data pool of N actors")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.ray_actors and any(int(x) % args.ray_actors for x in args.levels.split(",")):
+        ap.error(f"--levels {args.levels}: every level must be a multiple of --ray-actors {args.ray_actors}")
+    if args.ray_actors:
+        from synthir.runtime import RayConfig, init_ray
+
+        init_ray(RayConfig(num_cpus=os.cpu_count()))
     proc, base = _start_server(args.latency_ms)
     rows = []
     try:
@@ -114,7 +129,8 @@ def main() -> None:
         runs: dict[int, list[dict]] = {level: [] for level in levels}
         for rep in range(args.repeats):  # repeats interleave the levels, so a noisy minute hits all of them alike
             for level in levels:
-                runs[level].append(_measure(base, level, args.rounds * level, args.latency_ms, tag=f"{rep}"))
+                runs[level].append(_measure(base, level, args.rounds * level, args.latency_ms, tag=f"{rep}",
+                                            ray_actors=args.ray_actors))
         for level in levels:
             ordered = sorted(runs[level], key=lambda r: r["utilisation"])
             rows.append({"concurrency": level, **ordered[len(ordered) // 2],  # the median run
@@ -123,27 +139,30 @@ def main() -> None:
     finally:
         proc.kill()
     machine = f"{platform.machine()} {os.cpu_count()} cores, CPU"
+    name = f"http-concurrency-ray{args.ray_actors}" if args.ray_actors else "http-concurrency"
+    engine = f"a Ray Data pool of {args.ray_actors} engine actor{'s' * (args.ray_actors > 1)}" if args.ray_actors else "the engine in the benchmark's process"
     result = {"date": date.today().isoformat(), "machine": machine, "commit": git_commit(), "latency_ms": args.latency_ms,
-              "rounds": args.rounds, "repeats": args.repeats, "rows": rows, "runs": {str(k): v for k, v in runs.items()}}
-    storage.write_json(str(ROOT / "bench" / "results" / "http-concurrency.json"), result)
+              "ray_actors": args.ray_actors, "rounds": args.rounds, "repeats": args.repeats, "rows": rows, "runs": {str(k): v for k, v in runs.items()}}
+    storage.write_json(str(ROOT / "bench" / "results" / f"{name}.json"), result)
     from synthir.eval.report import bar_plot
 
     bar_plot([{"label": label, **{f"c={r['concurrency']}": r[key] for r in rows}}
               for label, key in (("http engine", "utilisation"), ("reference client", "reference_utilisation"))], "label",
-             [f"c={r['concurrency']}" for r in rows], str(ROOT / "bench" / "results" / "http-concurrency.png"),
-             title=f"http engine: share of ideal throughput ({args.latency_ms:.0f} ms server)")
+             [f"c={r['concurrency']}" for r in rows], str(ROOT / "bench" / "results" / f"{name}.png"),
+             title=f"http engine{f' on {args.ray_actors} Ray actors' if args.ray_actors else ''}: share of ideal throughput ({args.latency_ms:.0f} ms server)")
     cols = ["concurrency", "requests", "errors", "seconds", "req_per_s", "ideal_req_per_s", "utilisation",
             "utilisation_range", "reference_utilisation", "vs_reference"]
     print(format_table(rows, cols))
     with open(ROOT / "docs" / "benchmarks.md", "a") as f:
-        f.write(f"\n## http engine concurrency (`bench/http_concurrency.py`) — {result['date']}, {machine}, commit {result['commit']}\n\n"
-                f"Echo backend with a fixed {args.latency_ms:.0f} ms latency, separate server process on 127.0.0.1; "
+        f.write(f"\n## http engine concurrency (`bench/http_concurrency.py{f' --ray-actors {args.ray_actors}' if args.ray_actors else ''}`) — "
+                f"{result['date']}, {machine}, commit {result['commit']}\n\n"
+                f"{engine[0].upper()}{engine[1:]}{' (timed from the call: the pool start-up counts)' if args.ray_actors else ''}. Echo backend with a fixed {args.latency_ms:.0f} ms latency, separate server process on 127.0.0.1; "
                 f"{args.rounds} rounds per run ({args.rounds * args.latency_ms / 1000:.0f} s at the ideal rate); "
                 f"utilisation = measured req/s / (concurrency / latency), after an untimed warm-up, the median of "
                 f"{args.repeats} runs per level (range beside it); every answer is "
                 f"fsync'd to a local response store as in a real run; reference_utilisation = a raw HTTP/1.1 client of near-zero "
                 f"overhead just before, vs_reference = the engine's share of it. Target >= 0.90. Plot: "
-                f"`bench/results/http-concurrency.png`.\n\n{markdown_table(rows, cols)}\n")
+                f"`bench/results/{name}.png`.\n\n{markdown_table(rows, cols)}\n")
     if args.json:
         print(json_line({f"utilisation@{r['concurrency']}": r["utilisation"] for r in rows}))
 
