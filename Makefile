@@ -18,3 +18,4 @@ bench: install
 	.venv/bin/python bench/syntriever_paired.py
 	.venv/bin/python bench/train_workers.py
 	.venv/bin/python bench/http_concurrency.py --levels 4,16,32,64
+	.venv/bin/python bench/http_concurrency.py --ray-actors 1 --levels 16,64
