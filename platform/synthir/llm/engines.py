@@ -120,12 +120,25 @@ class HTTPEngine:
         ledger.sent += 1
         usage = response.usage.model_dump() if response.usage else None
         ledger.add_usage(request.model, usage)
+        if not response.choices:  # nothing to store: counted, and sent again by the next run
+            ledger.failed += 1
+            errors.append(f"{request.custom_id}: EmptyAnswer: the server's response has no choices")
+            return
         await asyncio.to_thread(store.put, request, response.choices[0].message.content or "", usage, f"http:{self.config.base_url}")
 
     async def answer(self, requests: list[ChatRequest], store: ResponseStore, ledger: Ledger) -> list[str]:
         """Send ``requests``, storing each answer as it arrives; returns errors that outlived retries."""
         errors: list[str] = []
-        await asyncio.gather(*(self._one(r, store, ledger, errors) for r in requests))
+        tasks = [asyncio.ensure_future(self._one(r, store, ledger, errors)) for r in requests]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            # e.g. a store write failed: stop this call's other requests too (an actor's event loop outlives the
+            # call, so they would otherwise run on, detached), then raise the original error
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         return errors
 
     async def aclose(self) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
+import threading
 from typing import Literal
 
 from pydantic import Field
@@ -20,7 +22,8 @@ from synthir.llm.hf_engine import HFEngineConfig
 from synthir.llm.store import ChatRequest, Ledger, ResponseStore
 
 
-# Batches (Ray Data tasks) one http actor runs at once on its event loop, all behind its one concurrency gate.
+# Ray Data tasks (each one batch here: blocks are batch-sized) one http actor runs at once on its event loop, all
+# behind its one concurrency gate.
 HTTP_BATCHES_PER_ACTOR = 4
 
 
@@ -60,10 +63,12 @@ class _AnswerMissingHTTP:
         self.store = ResponseStore(store_root)
         self.engine: HTTPEngine | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop_thread: int | None = None
 
     async def __call__(self, batch: dict) -> dict:
         if self.engine is None:  # created on the actor's event loop, where every batch runs
             self.engine, self.loop = HTTPEngine(self.config.http), asyncio.get_running_loop()
+            self.loop_thread = threading.get_ident()
         requests = _requests(batch)
         records = await asyncio.to_thread(self.store.get_many, requests)
         missing = [r for r, rec in zip(requests, records) if rec is None]
@@ -75,9 +80,14 @@ class _AnswerMissingHTTP:
 
     def __del__(self):
         # Ray Data deletes the instance when it retires the actor: close the connections on the loop that owns them
-        # (the loop runs in its own thread and is still running then).
-        if self.engine is not None and self.loop is not None and self.loop.is_running():
-            asyncio.run_coroutine_threadsafe(self.engine.aclose(), self.loop).result(timeout=10)
+        # (the loop runs in its own thread and is still running then). Nothing to wait for at interpreter exit.
+        engine, loop = getattr(self, "engine", None), getattr(self, "loop", None)
+        if engine is None or loop is None or not loop.is_running() or sys.is_finalizing():
+            return
+        if threading.get_ident() == self.loop_thread:
+            loop.create_task(engine.aclose())
+        else:
+            asyncio.run_coroutine_threadsafe(engine.aclose(), loop).result(timeout=10)
 
 
 class _AnswerMissingHF:

@@ -117,7 +117,9 @@ class MicroBatcher:
 
 class ServerStats:
     """Counters behind ``/stats``: requests received, answered, injected failures, answers per content key,
-    and the most requests ever in the handler at once (``max_in_flight``: what a client's concurrency limit allowed)."""
+    the most requests ever in the handler at once (``max_in_flight``: what a client's concurrency limit allowed) and
+    the client connections seen (``connections``: distinct client address and port, so a client that reuses its
+    connections shows few)."""
 
     def __init__(self) -> None:
         """Start from zero."""
@@ -132,12 +134,13 @@ class ServerStats:
         self.undelivered = 0
         self.by_key: Counter[str] = Counter()
         self.max_in_flight = self.in_flight  # requests still in the handler stay counted
+        self.clients: set[tuple[str, int]] = set()
 
     def as_dict(self) -> dict:
         """The JSON shape of ``/stats``."""
         return {"requests": self.requests, "answered": self.answered, "failed_injected": self.failed_injected,
                 "undelivered": self.undelivered, "by_key": dict(self.by_key), "duplicates": sum(1 for n in self.by_key.values() if n > 1),
-                "max_in_flight": self.max_in_flight}
+                "max_in_flight": self.max_in_flight, "connections": len(self.clients)}
 
 
 def build_app(generator: Any, model_name: str, latency_ms: float = 0, fail_codes: list[int] | None = None,
@@ -164,12 +167,15 @@ def build_app(generator: Any, model_name: str, latency_ms: float = 0, fail_codes
         """Answer one OpenAI chat completion (or an injected failure)."""
         stats.in_flight += 1
         stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+        if request.client is not None:
+            stats.clients.add((request.client.host, request.client.port))
         try:
-            return await answer(body, request)
+            return await respond(body, request)
         finally:
             stats.in_flight -= 1
 
-    async def answer(body: ChatCompletionBody, request: Request):
+    async def respond(body: ChatCompletionBody, request: Request):
+        """The chat completion itself: an injected failure, or the generator's answer after the latency."""
         stats.requests += 1
         number = stats.requests
         if fail_every > 0 and number % fail_every == 0:
@@ -186,7 +192,7 @@ def build_app(generator: Any, model_name: str, latency_ms: float = 0, fail_codes
         sampling = {k: v for k, v in {"temperature": body.temperature, "max_tokens": max_tokens,
                                       "top_p": body.top_p}.items() if v is not None}
         try:
-            answer = await batcher.submit(messages, sampling)
+            generated = await batcher.submit(messages, sampling)
         except Exception as exc:  # noqa: BLE001
             return JSONResponse(status_code=500, content={"error": {"message": f"generation failed: {exc}",
                                                                     "type": "server_error"}})
@@ -200,9 +206,9 @@ def build_app(generator: Any, model_name: str, latency_ms: float = 0, fail_codes
         stats.by_key[ChatRequest.make("x", model, messages, sampling).key] += 1
         return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
                 "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": answer["content"]},
-                             "finish_reason": answer["finish_reason"]}],
-                "usage": answer["usage"]}
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": generated["content"]},
+                             "finish_reason": generated["finish_reason"]}],
+                "usage": generated["usage"]}
 
     @app.get("/v1/models")
     async def models():
