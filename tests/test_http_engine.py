@@ -153,6 +153,15 @@ def test_http_engine_on_ray_actor_pool_keeps_one_gate_per_actor_then_rerun_sends
     assert httpx.get(f"{base}/stats").json()["answered"] == 96
 
 
+@pytest.mark.timeout(240)
+def test_engine_actors_may_hold_every_cpu(echo_server, tmp_path, ray_local):
+    """2 actors x 1 CPU on a 2-CPU Ray still get their input (it once waited forever on a repartition task)."""
+    base = echo_server()
+    config = EngineStageConfig(kind="http", num_actors=2, num_cpus_per_actor=1.0, batch_size=4,
+                               http=HTTPEngineConfig(base_url=f"{base}/v1", concurrency=2))
+    assert answer_on_ray(_requests(16), ResponseStore(str(tmp_path / "store")), config) == (16, [])
+
+
 def test_store_failure_stops_the_call_and_its_other_requests(echo_server, tmp_path):
     """A failed durable write raises its own error and cancels the call's requests still waiting (none run on)."""
     base = echo_server("--latency-ms", "50")

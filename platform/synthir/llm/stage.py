@@ -122,7 +122,8 @@ def answer_on_ray(requests: list[ChatRequest], store: ResponseStore, config: Eng
         batch_size, fn, calls = max(config.batch_size, config.http.concurrency), _AnswerMissingHTTP, HTTP_BATCHES_PER_ACTOR
     else:
         batch_size, fn, calls = config.batch_size, _AnswerMissingHF, None
-    ds = ray.data.from_items(rows).repartition(max(1, len(rows) // batch_size))
+    # batch-sized blocks made on the driver: no repartition task, which would need a CPU the actors may all hold
+    ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // batch_size))
     out = ds.map_batches(
         fn,
         # the config object itself, not its dump: the dump leaves out execution-only fields such as http.transport
