@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import threading
 from typing import Literal
 
 from pydantic import Field
@@ -63,12 +62,10 @@ class _AnswerMissingHTTP:
         self.store = ResponseStore(store_root)
         self.engine: HTTPEngine | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.loop_thread: int | None = None
 
     async def __call__(self, batch: dict) -> dict:
         if self.engine is None:  # created on the actor's event loop, where every batch runs
             self.engine, self.loop = HTTPEngine(self.config.http), asyncio.get_running_loop()
-            self.loop_thread = threading.get_ident()
         requests = _requests(batch)
         records = await asyncio.to_thread(self.store.get_many, requests)
         missing = [r for r, rec in zip(requests, records) if rec is None]
@@ -84,7 +81,11 @@ class _AnswerMissingHTTP:
         engine, loop = getattr(self, "engine", None), getattr(self, "loop", None)
         if engine is None or loop is None or not loop.is_running() or sys.is_finalizing():
             return
-        if threading.get_ident() == self.loop_thread:
+        try:
+            on_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:  # no loop runs in this thread
+            on_loop = False
+        if on_loop:  # waiting here would block the very loop that must run the close
             loop.create_task(engine.aclose())
         else:
             asyncio.run_coroutine_threadsafe(engine.aclose(), loop).result(timeout=10)
