@@ -2,7 +2,8 @@
 
 Seeds say how stable training is; they do not say whether another sample of test queries would agree. This takes
 the models that benchmark trained (read from its cache under ``--storage``; run it first), scores each one per
-test query (nDCG@10, pytrec_eval; the corpus embeddings are cached, so only the 300 queries are encoded), checks
+test query (nDCG@10, pytrec_eval; the pipeline caches these per-query scores next to each model, so only the first
+run encodes the 300 queries, the corpus embeddings being cached already), checks
 that the per-query means reproduce the recorded aggregates, and compares rows with a paired sign-flip
 randomization test and a bootstrap 95% interval over queries (per-query scores averaged over the seeds both rows
 have). Writes ``bench/results/syntriever-paired.json`` and a section in ``docs/benchmarks.md``.
@@ -24,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from syntriever_scifact import VARIANTS, row_config, trained_rows  # noqa: E402
 
 from synthir import storage  # noqa: E402
-from synthir.eval.metrics import per_query  # noqa: E402
 from synthir.eval.report import format_table, json_line, markdown_table  # noqa: E402
 from synthir.manifest import git_commit  # noqa: E402
 from synthir.pipelines.syntriever import SyntrieverPipeline  # noqa: E402
@@ -42,8 +42,7 @@ def per_query_scores(row: str, spec: tuple[str, str, int] | None, args: argparse
     model_dir = pipe.stage1_dir if spec else None
     if spec and not storage.exists(storage.join(model_dir, "_SUCCESS.json")):
         raise FileNotFoundError(f"{model_dir}: no trained model for row {row} seed {seed}; run bench/syntriever_scifact.py first")
-    qrels = pipe.dataset.qrels_dict(pipe.config.eval_split)
-    return {q: v[METRIC] for q, v in per_query(qrels, pipe.retrieve(model_dir, pipe.config.eval_split, 100), [METRIC]).items()}
+    return {q: v[METRIC] for q, v in pipe.per_query(model_dir).items()}  # cached next to the model after the first call
 
 
 def paired_test(diff: np.ndarray, samples: int, rng: np.random.Generator) -> tuple[float, float, float]:

@@ -33,6 +33,15 @@ def test_run_syntriever_end_to_end_then_rerun_reuses_everything(ray_local, tmp_p
         assert all(0 <= row[m] <= 1 for m in ("ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10"))
     assert storage.read_bytes(out["plot"])[:8] == b"\x89PNG\r\n\x1a\n"
     assert storage.exists(storage.join(out["stage2_dir"], "_SUCCESS.json"))
+    # per-query scores are kept next to each model, and their mean is the row's number
+    stage1 = next(r for r in out["rows"] if r["row"] == "stage1")
+    assert storage.list_files(out["stage1_dir"], ".per-query.json")
+    scores = SyntrieverPipeline(cfg).per_query(out["stage1_dir"])
+    assert len(scores) == 20
+    assert all(abs(sum(v[m] for v in scores.values()) / 20 - stage1[m]) < 1e-9 for m in ("ndcg@1", "ndcg@10"))
+    # a metric the cached evaluation lacks is computed, not silently missing
+    wider = cfg.model_copy(update={"eval_metrics": [*cfg.eval_metrics, "recall@10"]})
+    assert set(SyntrieverPipeline(wider).evaluate(out["stage1_dir"])) == {*cfg.eval_metrics, "recall@10"}
     # rerun: every step's output exists, nothing is trained, judged or sent again; same numbers
     again = SyntrieverPipeline(cfg).run()
     assert again["rows"] == out["rows"] and again["preferences"]["requests_sent"] == 0

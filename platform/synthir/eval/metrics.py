@@ -70,8 +70,12 @@ def evaluate(qrels: Qrels, run: Run, metrics: list[str], ignore_identical_ids: b
     """Mean of each metric over the queries in ``qrels``."""
     if not qrels:
         raise ValueError("qrels is empty: nothing to evaluate")
-    pq = per_query(qrels, run, metrics, ignore_identical_ids)
-    return {m: sum(v[m] for v in pq.values()) / len(pq) for m in metrics}
+    return mean_over_queries(per_query(qrels, run, metrics, ignore_identical_ids), metrics)
+
+
+def mean_over_queries(scores: dict[str, dict[str, float]], metrics: list[str]) -> dict[str, float]:
+    """Mean of each metric over ``per_query``'s scores."""
+    return {m: sum(v[m] for v in scores.values()) / len(scores) for m in metrics}
 
 
 DENSE_METRICS = ["ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "recall@100"]

@@ -35,7 +35,7 @@ from synthir.dense.groups import Stage1Columns, stage1_groups, stage2_groups
 from synthir.dense.index import IndexConfig
 from synthir.dense.mine import top_k
 from synthir.dense.train import TrainConfig, train_encoder
-from synthir.eval.metrics import evaluate
+from synthir.eval.metrics import mean_over_queries, per_query
 from synthir.eval.report import bar_plot, format_table
 from synthir.eval.run import dense_run
 from synthir.manifest import Manifest
@@ -188,16 +188,30 @@ class SyntrieverPipeline:
         init_ray(self.config.ray)
         return train_encoder(groups, self.encoder_for(self.stage1_dir), self.config.stage2, self.stage2_dir)
 
+    def _eval_uri(self, model_dir: str | None, suffix: str) -> str:
+        base = model_dir or storage.join(self.root, f"base-{_key(self.config.encoder)}")
+        return storage.join(base, f"eval-{self.config.eval_split}-{self.data_key}{suffix}")
+
     def evaluate(self, model_dir: str | None) -> dict[str, float]:
         """The eval metrics of a model on the (cut) test split; cached next to the model."""
-        base = model_dir or storage.join(self.root, f"base-{_key(self.config.encoder)}")
-        uri = storage.join(base, f"eval-{self.config.eval_split}-{self.data_key}.json")
-        if storage.exists(uri):
-            return storage.read_json(uri)
-        run = self.retrieve(model_dir, self.config.eval_split, 100)
-        metrics = evaluate(self.dataset.qrels_dict(self.config.eval_split), run, self.config.eval_metrics)
+        uri = self._eval_uri(model_dir, ".json")
+        if storage.exists(uri) and set(self.config.eval_metrics) <= set(cached := storage.read_json(uri)):
+            return {m: cached[m] for m in self.config.eval_metrics}
+        metrics = mean_over_queries(self.per_query(model_dir), self.config.eval_metrics)
         storage.write_json(uri, metrics)
         return metrics
+
+    def per_query(self, model_dir: str | None) -> dict[str, dict[str, float]]:
+        """The eval metrics of a model for each test query (for paired tests between runs); cached next to the model."""
+        uri = self._eval_uri(model_dir, ".per-query.json")
+        if storage.exists(uri):
+            cached = storage.read_json(uri)
+            if all(set(self.config.eval_metrics) <= set(v) for v in cached.values()):
+                return {q: {m: v[m] for m in self.config.eval_metrics} for q, v in cached.items()}
+        run = self.retrieve(model_dir, self.config.eval_split, 100)
+        scores = per_query(self.dataset.qrels_dict(self.config.eval_split), run, self.config.eval_metrics)
+        storage.write_json(uri, scores)
+        return scores
 
     def _timed(self, name: str, fn, *args):
         start = time.perf_counter()
