@@ -121,9 +121,10 @@ def main() -> None:
     ap.add_argument("--ray-actors", type=int, default=0, help="0: the engine in this process; N: a Ray Data pool of N actors")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    if args.ray_actors and any(int(x) % args.ray_actors for x in args.levels.split(",")):
-        ap.error(f"--levels {args.levels}: every level must be a multiple of --ray-actors {args.ray_actors}")
+    levels = [int(x) for x in args.levels.split(",")]
     if args.ray_actors:
+        if any(level % args.ray_actors for level in levels):
+            ap.error(f"--levels {args.levels}: every level must be a multiple of --ray-actors {args.ray_actors}")
         from synthir.runtime import RayConfig, init_ray
 
         init_ray(RayConfig(num_cpus=os.cpu_count()))
@@ -136,7 +137,6 @@ def main() -> None:
         if args.ray_actors:  # what every call pays to start its actor pool: the median of 3 one-request calls, less the request
             pool_start_s = sorted(_run_engine([ChatRequest.make(f"bench/start/{k}", "echo", [{"role": "user", "content": f"start {k}"}], {})],
                                               base, args.ray_actors, args.ray_actors)[0] for k in range(3))[1] - args.latency_ms / 1000
-        levels = [int(x) for x in args.levels.split(",")]
         runs: dict[int, list[dict]] = {level: [] for level in levels}
         for rep in range(args.repeats):  # repeats interleave the levels, so a noisy minute hits all of them alike
             for level in levels:
@@ -151,7 +151,7 @@ def main() -> None:
         proc.kill()
     machine = f"{platform.machine()} {os.cpu_count()} cores, CPU"
     name = f"http-concurrency-ray{args.ray_actors}" if args.ray_actors else "http-concurrency"
-    engine = f"a Ray Data pool of {args.ray_actors} engine actor{'s' * (args.ray_actors > 1)}" if args.ray_actors else "the engine in the benchmark's process"
+    engine = f"A Ray Data pool of {args.ray_actors} engine actor{'s' * (args.ray_actors > 1)}" if args.ray_actors else "The engine in the benchmark's process"
     result = {"date": date.today().isoformat(), "machine": machine, "commit": git_commit(), "latency_ms": args.latency_ms,
               "ray_actors": args.ray_actors, "pool_start_s": round(pool_start_s, 2), "rounds": args.rounds, "repeats": args.repeats, "rows": rows, "runs": {str(k): v for k, v in runs.items()}}
     storage.write_json(str(ROOT / "bench" / "results" / f"{name}.json"), result)
@@ -167,7 +167,7 @@ def main() -> None:
     with open(ROOT / "docs" / "benchmarks.md", "a") as f:
         f.write(f"\n## http engine concurrency (`bench/http_concurrency.py{f' --ray-actors {args.ray_actors}' if args.ray_actors else ''}`) — "
                 f"{result['date']}, {machine}, commit {result['commit']}\n\n"
-                f"{engine[0].upper()}{engine[1:]}{f' (timed from the call, so the pool start-up counts; a one-request call takes {pool_start_s:.1f} s more than the request, and utilisation_excl_start leaves that out)' if args.ray_actors else ''}. Echo backend with a fixed {args.latency_ms:.0f} ms latency, separate server process on 127.0.0.1; "
+                f"{engine}{f' (timed from the call, so the pool start-up counts; a one-request call takes {pool_start_s:.1f} s more than the request, and utilisation_excl_start leaves that out)' if args.ray_actors else ''}. Echo backend with a fixed {args.latency_ms:.0f} ms latency, separate server process on 127.0.0.1; "
                 f"{args.rounds} rounds per run ({args.rounds * args.latency_ms / 1000:.0f} s at the ideal rate); "
                 f"utilisation = measured req/s / (concurrency / latency), after an untimed warm-up, the median of "
                 f"{args.repeats} runs per level (range beside it); every answer is "
