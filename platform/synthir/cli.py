@@ -19,6 +19,10 @@ synth_app = typer.Typer(no_args_is_help=True, help="LLM synthesis: Syntriever st
 app.add_typer(synth_app, name="synth")
 run_app = typer.Typer(no_args_is_help=True, help="Whole recipes, step by step, reusing what exists.")
 app.add_typer(run_app, name="run")
+index_app = typer.Typer(no_args_is_help=True, help="Serving bundles: a model, its faiss index and documents.")
+app.add_typer(index_app, name="index")
+mine_app = typer.Typer(no_args_is_help=True, help="Online top-K mining logs of the retrieval service.")
+app.add_typer(mine_app, name="mine-log")
 
 SetOpt = typer.Option(None, "--set", help="override a config key: --set encoder.batch_size=32 (repeatable)")
 JsonOpt = typer.Option(False, "--json", help="print one JSON object as the last line of stdout")
@@ -170,6 +174,128 @@ def serve_llm(
     from synthir.serving.llm_server import serve
 
     serve(host=host, port=port, model=model, latency_ms=latency_ms, batch_size=batch_size)
+
+
+@index_app.command("build")
+def index_build(
+    run: Optional[str] = typer.Option(None, help="a trained stage folder (its model/ is indexed; bundle in <run>/serving/)"),
+    model: Optional[str] = typer.Option(None, help="or an encoder: path, s3:// URI or bundled:all-MiniLM-L6-v2"),
+    out: Optional[str] = typer.Option(None, help="bundle folder (default <run>/serving, or ./runs/serving/<dataset>-<hash>)"),
+    dataset: Optional[str] = typer.Option(None, help="corpus to index: bundled name or BEIR folder (default scifact)"),
+    config: Optional[str] = ConfigOpt,
+    set_: Optional[list[str]] = SetOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Build a retriever bundle (encoder + faiss index + documents) that `synthir serve` serves."""
+    from synthir import storage
+    from synthir.config import ConfigError, config_hash, load_config
+    from synthir.data.beir import DataError
+    from synthir.eval.report import json_line
+    from synthir.runtime import init_ray
+    from synthir.serving.bundle import BuildConfig, build_dense
+
+    _setup_logging()
+    overrides = list(set_ or [])
+    overrides += [f"dataset={dataset}"] if dataset else []
+    if run and model:
+        _fail(ValueError("give --run (a trained stage folder) or --model (an encoder), not both"))
+    if run:
+        overrides += [f"encoder.model={storage.join(run, 'model')}", "encoder.pooling=model"]
+    elif model:
+        overrides += [f"encoder.model={model}"]
+    try:
+        cfg = load_config(BuildConfig, config, overrides)
+        if run and not storage.exists(storage.join(run, "model")):
+            raise ValueError(f"{run}: no trained model here (model/ missing); pass a stage folder of a finished run")
+        target = out or (storage.join(run, "serving") if run else
+                         storage.join(cfg.storage, "serving", f"{cfg.dataset.rstrip('/').rsplit('/', 1)[-1]}-{config_hash(cfg)}"))
+        init_ray()
+        meta = build_dense(cfg, target)
+    except (ConfigError, DataError, storage.StorageError, ValueError) as e:
+        _fail(e)
+    typer.echo(f"bundle {meta['uri']}: {meta['documents']} documents, dim {meta['dim']}, version {meta['version']} "
+               f"({meta['build_s']} s)\nserve it: synthir serve --run {meta['uri']}")
+    if as_json:
+        typer.echo(json_line({k: meta[k] for k in ("uri", "version", "documents", "dim", "build_s")}))
+
+
+@app.command("serve")
+def serve_cmd(
+    run: Optional[str] = typer.Option(None, help="a retriever bundle, or a stage folder with one in serving/"),
+    config: Optional[str] = ConfigOpt,
+    set_: Optional[list[str]] = SetOpt,
+    host: Optional[str] = typer.Option(None, help="bind address (default 127.0.0.1)"),
+    port: Optional[int] = typer.Option(None, help="HTTP port (default 8000)"),
+) -> None:
+    """Serve a trained retriever on Ray Serve: /v1/search, OpenAI-compatible /v1/embeddings, /v1/info, /docs."""
+    import secrets
+
+    from synthir.config import ConfigError, load_config
+    from synthir.serving.bundle import BundleError, read_meta
+    from synthir.serving.config import ServeConfig
+    from synthir.serving.launch import start, url
+
+    _setup_logging()
+    overrides = list(set_ or [])
+    overrides += [f"run={run}"] if run else []
+    overrides += [f"host={host}"] if host else []
+    overrides += [f"port={port}"] if port else []
+    try:
+        cfg = load_config(ServeConfig, config, overrides)
+        if not cfg.run:
+            raise ConfigError("nothing to serve: pass --run <bundle or stage folder> (or run: in the config)")
+        folder, meta = read_meta(cfg.run)
+    except (ConfigError, BundleError) as e:
+        _fail(e)
+    env = cfg.auth.api_key_env
+    if not os.environ.get(env) and not cfg.auth.allow_anonymous:
+        os.environ[env] = secrets.token_urlsafe(32)
+        typer.echo(f"{env} was not set: this run's key is below (set {env} yourself to choose one)\n"
+                   f"  export {env}={os.environ[env]}")
+    typer.echo(f"serving {folder} (version {meta['version']}, {meta['documents']} documents) at {url(cfg)}\n"
+               f"  API key: the environment variable {env}; docs: {url(cfg)}/docs; Ctrl-C stops")
+    start(cfg, blocking=True)
+
+
+@mine_app.command("to-requests")
+def mine_log_to_requests(
+    log: str = typer.Option(..., help="the mining log folder (mining.uri of the service)"),
+    run: str = typer.Option(..., help="the bundle the log was served from (its documents are the candidates)"),
+    out: str = typer.Option("./runs/mined/triples.parquet", help="triples table written once every pair is answered"),
+    k: int = typer.Option(5, help="top-K of each logged query compared in pairs (paper: 5)"),
+    engine: str = typer.Option("batch", help="batch (export an OpenAI Batch file), http, hf or vllm"),
+    model: Optional[str] = typer.Option(None, help="the judge model (part of every request)"),
+    base_url: Optional[str] = typer.Option(None, help="http: endpoint, e.g. http://127.0.0.1:8000/v1"),
+    pairs: Optional[int] = typer.Option(None, help="pairs per query (default all C(k,2))"),
+    storage_root: str = typer.Option("./runs", "--storage"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Turn a mining log into stage-2 comparison requests (and triples) through the synthesis engines."""
+    from synthir.config import ConfigError, load_config
+    from synthir.eval.report import json_line
+    from synthir.serving.bundle import BundleError
+    from synthir.serving.mining import to_comparisons
+    from synthir.storage import StorageError
+    from synthir.synth.answer import MissingAnswers
+    from synthir.synth.preferences import PreferenceConfig
+
+    _setup_logging()
+    overrides = [f"engine={engine}", f"storage={storage_root}"]
+    overrides += [f"model={model}"] if model else []
+    overrides += [f"http.base_url={base_url}"] if base_url else []
+    overrides += [f"pairs={pairs}"] if pairs else []
+    try:
+        summary = to_comparisons(log, run, load_config(PreferenceConfig, None, overrides), out, k)
+    except MissingAnswers as e:
+        typer.echo(str(e))
+        raise typer.Exit(3)
+    except (ConfigError, BundleError, StorageError, ValueError, RuntimeError) as e:
+        _fail(e)
+    typer.echo(f"{summary['queries']} logged queries ({summary['by_model_version']} by model version): "
+               f"{summary['pairs']} pairs, {summary['triples']} triples, {summary['requests_sent']} requests sent\n"
+               f"triples: {summary['table']}")
+    if as_json:
+        typer.echo(json_line({k: summary[k] for k in ("queries", "pairs", "triples", "requests_sent", "parse_failures")}))
 
 
 @run_app.command("syntriever")
