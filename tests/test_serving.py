@@ -319,3 +319,45 @@ def test_a_folder_without_a_bundle_is_a_clear_error(tmp_path):
 
     with pytest.raises(BundleError, match=f"{tmp_path}.*synthir index build"):
         resolve(str(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["dense.yaml", "dense-gpu.yaml"])
+def test_serve_config_files_are_valid(name):
+    """Each serve/*.yaml is a valid Serve config whose args are a ServeConfig and whose import path exists."""
+    import importlib
+
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    from synthir.config import validate
+    from synthir.serving.config import ServeConfig
+    from synthir.serving.launch import RETRIEVER_DEPLOYMENTS
+
+    path = Path(__file__).resolve().parents[1] / "serve" / name
+    schema = ServeDeploySchema.model_validate(yaml.safe_load(path.read_text()))
+    for app in schema.applications:
+        module, attr = app.import_path.split(":")
+        assert callable(getattr(importlib.import_module(module), attr))
+        validate(ServeConfig, app.args, str(path))
+        runs = {d.name: d.user_config["run"] for d in app.deployments}
+        assert set(runs) == set(RETRIEVER_DEPLOYMENTS) and len(set(runs.values())) == 1, runs
+
+
+def test_app_config_keeps_the_bundle_out_of_the_code_version(monkeypatch):
+    """A model swap changes only user_config, so Serve updates the replicas in place instead of replacing them."""
+    from ray.serve._private.deploy_utils import get_app_code_version
+    from ray.serve.schema import ServeApplicationSchema
+
+    from synthir.serving.config import ServeConfig
+    from synthir.serving.launch import app_config
+
+    monkeypatch.setenv("SYNTHIR_API_KEY", "secret-Zq81")
+    cfg = ServeConfig(run="/bundles/a", port=8000)
+    a, b = app_config(cfg), app_config(cfg, run="s3://bucket/bundles/b")
+    assert "secret-Zq81" not in json.dumps(a)  # only the key's digest travels in the Serve config
+    assert a["args"]["auth"]["api_key_sha256"] == hashlib.sha256(b"secret-Zq81").hexdigest()
+    assert [d["user_config"]["run"] for d in b["deployments"]] == ["s3://bucket/bundles/b"] * 2
+    versions = {get_app_code_version(ServeApplicationSchema.model_validate(x)) for x in (a, b)}
+    assert len(versions) == 1
+    other = app_config(cfg.model_copy(update={"limits": cfg.limits.model_copy(update={"max_k": 5})}))
+    assert get_app_code_version(ServeApplicationSchema.model_validate(other)) not in versions

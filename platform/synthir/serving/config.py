@@ -102,6 +102,8 @@ class ServeConfig(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     route_prefix: str = "/"
+    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$", description="Serve's log level")
+    access_log: bool = Field(True, description="one log line per request in the proxy and each replica")
     encoder: EncoderDeployment = EncoderDeployment()
     searcher: SearcherDeployment = SearcherDeployment(num_cpus=0.5)
     ingress: DeploymentOptions = DeploymentOptions(num_cpus=0.5, max_ongoing_requests=256)

@@ -69,7 +69,9 @@ class DenseEncoder:
         state = self._state()
         flat = [(state.config.query_prefix if kind == "query" else state.config.passage_prefix) + t
                 for texts, kind in items for t in texts]
-        vectors, tokens = await asyncio.to_thread(self._embed, state, flat)
+        # On the replica's loop, not in a thread: while a thread holds the GIL for the encoder's Python work the
+        # loop cannot take in the next requests, and batches stayed at one request (measured: 31 -> 46 req/s).
+        vectors, tokens = self._embed(state, flat)
         out, start = [], 0
         for texts, _ in items:
             end = start + len(texts)

