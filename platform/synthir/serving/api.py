@@ -197,8 +197,8 @@ class RetrievalAPI:
 
     # --- retrievers -----------------------------------------------------------------------------------------
 
-    async def _encode(self, texts: list[str], kind: str) -> dict:
-        return await self.encoder.encode.remote((texts, kind))
+    async def _encode(self, texts: list[str], kind: str, count_tokens: bool = False) -> dict:
+        return await self.encoder.encode.remote((texts, kind, count_tokens))
 
     async def _dense_search(self, queries: list[str], k: int, return_text: bool) -> tuple[str, list[list[dict]]]:
         encoded = await self._encode(queries, "query")
@@ -214,7 +214,7 @@ class RetrievalAPI:
 
     @app.post("/v1/search", response_model=SearchResponse, response_model_exclude_none=True,
               openapi_extra=_openapi_body(SearchRequest))
-    async def search(self, request: Request) -> dict:
+    async def search(self, request: Request) -> JSONResponse:
         """Top-k documents for one query or a list of queries."""
         self._authorize(request)
         body: SearchRequest = await self._body(request, SearchRequest)
@@ -227,11 +227,13 @@ class RetrievalAPI:
         version, hits = await self.retrievers[body.retriever](queries, body.k, body.return_text)
         if self.mining is not None:
             self.mining.add(body.retriever, version, queries, hits)
-        return {"retriever": body.retriever, "model_version": version,
-                "results": [{"query": q, "hits": h} for q, h in zip(queries, hits)]}
+        # A Response as is: FastAPI would otherwise re-encode every hit through jsonable_encoder and the model
+        # (the schema in /docs is still SearchResponse).
+        return JSONResponse({"retriever": body.retriever, "model_version": version,
+                             "results": [{"query": q, "hits": h} for q, h in zip(queries, hits)]})
 
     @app.post("/v1/embeddings", openapi_extra=_openapi_body(EmbeddingsRequest))
-    async def embeddings(self, request: Request) -> dict:
+    async def embeddings(self, request: Request) -> JSONResponse:
         """OpenAI-compatible embeddings (``encoding_format`` float or base64)."""
         self._authorize(request)
         body: EmbeddingsRequest = await self._body(request, EmbeddingsRequest)
@@ -239,7 +241,7 @@ class RetrievalAPI:
             raise ApiError(404, f"model {body.model!r} is not served here; use {RETRIEVER_MODEL_ID!r} (GET /v1/models)",
                            "model", "not_found_error")
         texts = self._texts(body.input, "input", self.limits.max_inputs, "max_inputs")
-        encoded = await self._encode(texts, body.input_type)
+        encoded = await self._encode(texts, body.input_type, count_tokens=True)
         vectors = encoded["vectors"]
         if body.dimensions is not None and body.dimensions != vectors.shape[1]:
             raise ApiError(422, f"dimensions={body.dimensions}, but this model's embeddings have {vectors.shape[1]}",
@@ -248,9 +250,9 @@ class RetrievalAPI:
             data = [base64.b64encode(v.astype("<f4").tobytes()).decode() for v in vectors]
         else:
             data = [v.tolist() for v in vectors]
-        return {"object": "list", "model": RETRIEVER_MODEL_ID,
-                "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(data)],
-                "usage": {"prompt_tokens": encoded["tokens"], "total_tokens": encoded["tokens"]}}
+        return JSONResponse({"object": "list", "model": RETRIEVER_MODEL_ID,
+                             "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(data)],
+                             "usage": {"prompt_tokens": encoded["tokens"], "total_tokens": encoded["tokens"]}})
 
     @app.get("/v1/models")
     async def models(self, request: Request) -> dict:
