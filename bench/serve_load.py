@@ -6,8 +6,9 @@ untimed warm-up) from a separate client process (aiohttp, one connection per con
 ``--max-requests``). The texts are SciFact's 1,109 real queries, cycled.
 
 Modes, one at a time, so they never share the 2 cores:
-- ``batched``: ``/v1/embeddings`` with ``@serve.batch(max_batch_size=32)`` in the encoder;
-- ``unbatched``: the same app with ``max_batch_size=1``;
+- ``batched``: ``/v1/embeddings`` with ``@serve.batch(max_batch_size=32)`` in the encoder, and the ingress
+  sending its concurrent requests to the encoder as one call (``ingress.batch.max_batch_size=64``);
+- ``unbatched``: the same app with ``max_batch_size=1`` in both;
 - ``infinity``: Infinity (``infinity-emb``, a production embedding server with dynamic batching) serving the
   same MiniLM folder from its own virtualenv (``bench/.venvs/infinity``, created from
   ``bench/infinity-constraints.txt`` on first use), its OpenAI-compatible ``/v1/embeddings``;
@@ -145,7 +146,8 @@ def _synthir_rows(bundle: str, args, levels: list[int]) -> list[dict]:
         cfg = ServeConfig(run=bundle, port=port, access_log=False, log_level="WARNING",
                           encoder={"num_cpus": 1, "torch_threads": args.torch_threads, "max_ongoing_requests": 64,
                                                          "batch": {"max_batch_size": batch}},
-                          searcher={"num_cpus": 0.5}, ingress={"num_cpus": 0.5, "max_ongoing_requests": 256})
+                          searcher={"num_cpus": 0.5},
+                          ingress={"num_cpus": 0.5, "max_ongoing_requests": 256, "batch": {"max_batch_size": 64 if batch > 1 else 1}})
         deploy(cfg)
         headers = {"Authorization": f"Bearer {KEY}"}
         for endpoint in ("embeddings", "search") if args.search else ("embeddings",):
@@ -296,6 +298,7 @@ def main() -> None:
                 f"aiohttp client process on 127.0.0.1, {args.seconds:g} s per level after {args.warmup:g} s warm-up; "
                 f"synthir = Ray Serve (ingress 0.5 CPU, encoder 1 CPU with {args.torch_threads} torch thread(s), searcher "
                 f"0.5 CPU; access log off; Serve flags: {'tuned (TUNED_SERVE_ENV)' if args.tuned else 'defaults'}), batched = "
+                f"ingress `batch.max_batch_size=64` + encoder "
                 f"`max_batch_size={args.batch_size}`, unbatched = 1; infinity = {peer.get('infinity_emb', 'not run')} "
                 f"(`{peer.get('command', '')}`), same MiniLM folder, batch {args.batch_size}. Plot: "
                 f"`bench/results/serve-load.png`.\n\n{markdown_table(rows, cols)}\n")

@@ -75,6 +75,37 @@ def service(bundles, tmp_path_factory):
     assert _snapshot(bundles["a"]["uri"]) == before, "the service wrote into the bundle it serves"
 
 
+def test_index_build_from_a_trained_stage_folder_keeps_its_prefixes(scifact_mini, ray_local, tmp_path):
+    """`synthir index build --run <stage>`: the stage's recorded encoder settings travel into the bundle.
+
+    Defined before the tests that start the service: while it runs, its replicas hold the CPUs Ray Data needs."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from synthir.cli import app
+    from synthir.dense.encoder import bundled_minilm_path
+    from synthir.serving.bundle import encoder_of_run, read_meta
+
+    stage = tmp_path / "stage1-abc"
+    shutil.copytree(bundled_minilm_path(), stage / "model")
+    (stage / "_SUCCESS.json").write_text(json.dumps({"encoder": {"model": "elsewhere", "query_prefix": "query: ",
+                                                                 "passage_prefix": "passage: ", "max_seq_length": 128}}))
+    result = CliRunner().invoke(app, ["index", "build", "--run", str(stage), "--dataset", str(scifact_mini),
+                                      "--set", f"storage={tmp_path / 'runs'}", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1])["documents"] > 0
+    folder, meta = read_meta(str(stage))
+    assert folder == str(stage / "serving")
+    assert meta["encoder"]["model"] == str(stage / "model")
+    assert (meta["encoder"]["query_prefix"], meta["encoder"]["passage_prefix"]) == ("query: ", "passage: ")
+    from synthir.dense.encoder import EncoderConfig
+
+    assert encoder_of_run(str(stage), EncoderConfig(max_seq_length=64)).max_seq_length == 64  # explicit wins
+    bad = CliRunner().invoke(app, ["index", "build", "--run", str(tmp_path / "nothing")])
+    assert bad.exit_code == 2 and "no finished trained model" in bad.output
+
+
 def _offline(bundle: dict, queries: list[str], k: int):
     from synthir.dense.encoder import EncoderConfig, encode_queries, load_encoder
     from synthir.dense.index import DenseIndex
@@ -361,3 +392,4 @@ def test_app_config_keeps_the_bundle_out_of_the_code_version(monkeypatch):
     assert len(versions) == 1
     other = app_config(cfg.model_copy(update={"limits": cfg.limits.model_copy(update={"max_k": 5})}))
     assert get_app_code_version(ServeApplicationSchema.model_validate(other)) not in versions
+

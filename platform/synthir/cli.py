@@ -192,26 +192,23 @@ def index_build(
     from synthir.data.beir import DataError
     from synthir.eval.report import json_line
     from synthir.runtime import init_ray
-    from synthir.serving.bundle import BuildConfig, build_dense
+    from synthir.serving.bundle import BuildConfig, BundleError, build_dense, encoder_of_run
 
     _setup_logging()
     overrides = list(set_ or [])
     overrides += [f"dataset={dataset}"] if dataset else []
     if run and model:
         _fail(ValueError("give --run (a trained stage folder) or --model (an encoder), not both"))
-    if run:
-        overrides += [f"encoder.model={storage.join(run, 'model')}", "encoder.pooling=model"]
-    elif model:
-        overrides += [f"encoder.model={model}"]
+    overrides += [f"encoder.model={model}"] if model else []
     try:
         cfg = load_config(BuildConfig, config, overrides)
-        if run and not storage.exists(storage.join(run, "model")):
-            raise ValueError(f"{run}: no trained model here (model/ missing); pass a stage folder of a finished run")
+        if run:
+            cfg.encoder = encoder_of_run(run, cfg.encoder)
         target = out or (storage.join(run, "serving") if run else
                          storage.join(cfg.storage, "serving", f"{cfg.dataset.rstrip('/').rsplit('/', 1)[-1]}-{config_hash(cfg)}"))
         init_ray()
         meta = build_dense(cfg, target)
-    except (ConfigError, DataError, storage.StorageError, ValueError) as e:
+    except (ConfigError, DataError, BundleError, storage.StorageError, ValueError) as e:
         _fail(e)
     typer.echo(f"bundle {meta['uri']}: {meta['documents']} documents, dim {meta['dim']}, version {meta['version']} "
                f"({meta['build_s']} s)\nserve it: synthir serve --run {meta['uri']}")

@@ -228,5 +228,6 @@ def train_encoder(groups: pa.Table, encoder: EncoderConfig, config: TrainConfig,
     trainer.fit()
     summary = storage.read_json(storage.join(out_uri, MARKER))
     summary["wall_s"] = round(time.perf_counter() - start, 2)
+    summary["encoder"] = encoder.model_dump(mode="json")  # prefixes, pooling, lengths: how to use the model (serving)
     storage.write_json(storage.join(out_uri, MARKER), summary)
     return summary

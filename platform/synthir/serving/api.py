@@ -132,6 +132,8 @@ class RetrievalAPI:
         self.limits = self.config.limits
         self.key_sha256 = key_sha256
         self.encoder, self.searcher = encoder, searcher
+        self._encode_together.set_max_batch_size(self.config.ingress.batch.max_batch_size)
+        self._encode_together.set_batch_wait_timeout_s(self.config.ingress.batch.batch_wait_timeout_s)
         self.retrievers = {"dense": self._dense_search}
         self.config_hash = config_hash(self.config)
         self.mining: MiningLog | None = None
@@ -198,7 +200,28 @@ class RetrievalAPI:
     # --- retrievers -----------------------------------------------------------------------------------------
 
     async def _encode(self, texts: list[str], kind: str, count_tokens: bool = False) -> dict:
-        return await self.encoder.encode.remote((texts, kind, count_tokens))
+        return await self._encode_together((texts, kind, count_tokens))
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0, max_concurrent_batches=2)
+    async def _encode_together(self, items: list[tuple[list[str], str, bool]]) -> list[dict]:
+        """This replica's concurrent requests as one encoder call per text kind: fewer, larger encoder requests
+        (the encoder's per-request cost is what bounds throughput on small nodes)."""
+        out: list[Any] = [None] * len(items)
+
+        async def call(kind: str, rows: list[int]) -> None:
+            count = any(items[i][2] for i in rows)
+            encoded = await self.encoder.encode.remote(([t for i in rows for t in items[i][0]], kind, count))
+            start = 0
+            for i in rows:
+                end = start + len(items[i][0])
+                out[i] = {**encoded, "vectors": encoded["vectors"][start:end], "tokens": int(encoded["tokens"][start:end].sum())}
+                start = end
+
+        kinds: dict[str, list[int]] = {}
+        for i, (_, kind, _) in enumerate(items):
+            kinds.setdefault(kind, []).append(i)
+        await asyncio.gather(*(call(kind, rows) for kind, rows in kinds.items()))
+        return out
 
     async def _dense_search(self, queries: list[str], k: int, return_text: bool) -> tuple[str, list[list[dict]]]:
         encoded = await self._encode(queries, "query")

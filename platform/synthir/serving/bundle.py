@@ -61,6 +61,17 @@ def _model_digest(model: str) -> str:
     return h.hexdigest()[:16]
 
 
+def encoder_of_run(run: str, requested: EncoderConfig) -> EncoderConfig:
+    """The encoder config of a trained stage folder: its recorded prefixes and lengths, under ``requested``'s
+    explicitly set fields, with the folder's ``model/`` (a folder from before the record keeps ``requested``)."""
+    marker = storage.join(run, "_SUCCESS.json")
+    if not storage.exists(storage.join(run, "model")) or not storage.exists(marker):
+        raise BundleError(f"{run}: no finished trained model here (model/ or _SUCCESS.json missing)")
+    recorded = storage.read_json(marker).get("encoder") or {}
+    explicit = requested.model_dump(include=requested.model_fields_set)
+    return EncoderConfig.model_validate({**recorded, **explicit, "model": storage.join(run, "model"), "pooling": "model"})
+
+
 def resolve(uri: str) -> str:
     """The bundle folder for ``uri``: the bundle itself, or a run/stage folder holding one in ``serving/``."""
     for candidate in (uri, storage.join(uri, "serving")):

@@ -56,6 +56,13 @@ class SearcherDeployment(DeploymentOptions):
     ef_search: int | None = Field(None, ge=1, description="HNSW: override the bundle's efSearch")
 
 
+class IngressDeployment(DeploymentOptions):
+    """The FastAPI ingress: replicas, resources, and how it combines its concurrent requests into encoder calls."""
+
+    batch: BatchOptions = Field(BatchOptions(max_batch_size=64, batch_wait_timeout_s=0.0),
+                                description="requests of one replica sent to the encoder as one call; 1: one call each")
+
+
 class Limits(StrictModel):
     """Input bounds; a request over any of them gets a 4xx that names the limit."""
 
@@ -106,7 +113,7 @@ class ServeConfig(StrictModel):
     access_log: bool = Field(True, description="one log line per request in the proxy and each replica")
     encoder: EncoderDeployment = EncoderDeployment()
     searcher: SearcherDeployment = SearcherDeployment(num_cpus=0.5)
-    ingress: DeploymentOptions = DeploymentOptions(num_cpus=0.5, max_ongoing_requests=256)
+    ingress: IngressDeployment = IngressDeployment(num_cpus=0.5, max_ongoing_requests=256)
     limits: Limits = Limits()
     auth: AuthConfig = AuthConfig()
     mining: MiningConfig = MiningConfig()

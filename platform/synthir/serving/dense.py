@@ -64,7 +64,8 @@ class DenseEncoder:
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
     async def encode(self, items: list[tuple[list[str], str, bool]]) -> list[dict]:
-        """Each item is (texts, "query" | "passage", count tokens?); returns per item vectors, tokens, bundle."""
+        """Each item is (texts, "query" | "passage", count tokens?); returns per item the vectors, each text's token
+        count (zeros unless counted) and the bundle that made them."""
         state = self._state()
         flat = [(state.config.query_prefix if kind == "query" else state.config.passage_prefix) + t
                 for texts, kind, _ in items for t in texts]
@@ -74,7 +75,7 @@ class DenseEncoder:
         out, start = [], 0
         for texts, _, _ in items:
             end = start + len(texts)
-            out.append({"vectors": vectors[start:end], "tokens": int(tokens[start:end].sum()),
+            out.append({"vectors": vectors[start:end], "tokens": tokens[start:end],
                         "bundle": state.folder, "version": state.meta["version"]})
             start = end
         return out
