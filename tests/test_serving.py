@@ -33,12 +33,15 @@ def _snapshot(folder: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def corpus_b(scifact_mini, tmp_path_factory) -> Path:
-    """A second BEIR folder: the last 80 documents of the mini corpus (the swapped-in model indexes these)."""
-    rows = [json.loads(line) for line in gzip.open(scifact_mini / "corpus.jsonl.gz", "rt")]
+    """A second BEIR folder: 80 SciFact documents that are NOT in the mini corpus (the swapped-in bundle's)."""
+    from synthir.data.beir import load_beir
+
+    mini = {json.loads(line)["_id"] for line in gzip.open(scifact_mini / "corpus.jsonl.gz", "rt")}
+    full = load_beir("scifact", splits=()).corpus.to_pylist()
     root = tmp_path_factory.mktemp("corpus_b")
     with gzip.open(root / "corpus.jsonl.gz", "wt") as f:
-        for row in rows[-80:]:
-            f.write(json.dumps(row) + "\n")
+        for row in [r for r in full if r["id"] not in mini][-80:]:
+            f.write(json.dumps({"_id": row["id"], "title": row["title"], "text": row["text"]}) + "\n")
     (root / "queries.jsonl").write_text((scifact_mini / "queries.jsonl").read_text())
     return root
 
@@ -50,7 +53,10 @@ def bundles(scifact_mini, corpus_b, ray_local, s3_server, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("bundles")
     a = build_dense(BuildConfig(dataset=str(scifact_mini), storage=str(root / "runs")), str(root / "a"))
-    b = build_dense(BuildConfig(dataset=str(corpus_b), storage="s3://synthir/serving-runs"), "s3://synthir/bundles/b")
+    # B encodes differently too (E5-style prefixes): a query encoded by one model and searched in the other's
+    # index would give other neighbours than either bundle offline.
+    b = build_dense(BuildConfig(dataset=str(corpus_b), storage="s3://synthir/serving-runs",
+                                encoder={"query_prefix": "query: ", "passage_prefix": "passage: "}), "s3://synthir/bundles/b")
     return {"a": a, "b": b}
 
 
@@ -66,7 +72,7 @@ def service(bundles, tmp_path_factory):
     mining = tmp_path_factory.mktemp("mining")
     cfg = ServeConfig(run=bundles["a"]["uri"], port=_free_port(), encoder={"num_cpus": 0.5},
                       searcher={"num_cpus": 0.25}, ingress={"num_cpus": 0.25},
-                      limits={"max_body_bytes": 4096, "max_queries": 8, "max_query_chars": 300, "max_k": 50},
+                      limits={"max_body_bytes": 8192, "max_queries": 8, "max_query_chars": 300, "max_k": 50},
                       mining={"enabled": True, "uri": str(mining), "store_queries": True, "flush_interval_s": 0.5})
     before = _snapshot(bundles["a"]["uri"])
     deploy(cfg)
@@ -111,7 +117,7 @@ def _offline(bundle: dict, queries: list[str], k: int):
     from synthir.dense.index import DenseIndex
 
     enc = EncoderConfig.model_validate(bundle["encoder"])
-    index = DenseIndex.load(os.path.join(bundle["uri"], "index"))
+    index = DenseIndex.load(bundle["uri"] + "/index")
     vectors = encode_queries(load_encoder(enc), enc, queries)
     return index.search(vectors, k), vectors
 
@@ -137,6 +143,22 @@ def test_search_over_http_equals_offline_retrieval(service, bundles):
     assert [h["id"] for h in one["results"][0]["hits"]] == ids[0][:3]
     assert "text" not in one["results"][0]["hits"][0]
 
+
+def test_concurrent_searches_each_get_their_own_k_and_fields(service, bundles):
+    """Searches the ingress combines into one encoder and one searcher call still answer each request as asked."""
+    asks = [(QUERIES[i % 5], k, i % 2 == 0) for i, k in enumerate((1, 3, 7, 2, 10, 5, 4, 8))]
+    (ids, _), _ = _offline(bundles["a"], [q for q, _, _ in asks], 10)
+
+    async def go():
+        async with httpx.AsyncClient(timeout=60, headers=service["headers"]) as http:
+            return await asyncio.gather(*(http.post(service["url"] + "/v1/search",
+                                                    json={"query": q, "k": k, "return_text": t}) for q, k, t in asks))
+
+    for (q, k, with_text), r, want in zip(asks, asyncio.run(go()), ids):
+        assert r.status_code == 200, r.text
+        hits = r.json()["results"][0]["hits"]
+        assert [h["id"] for h in hits] == want[:k], (q, k)
+        assert all(("text" in h) == with_text for h in hits)
 
 def test_openai_client_embeddings_equal_offline_encoder(service, bundles):
     import openai
@@ -175,7 +197,8 @@ def test_every_route_but_healthz_needs_the_key(service):
     ({"query": "x" * 301}, 413, "max_query_chars=300"),
     ({"query": ["q"] * 9}, 413, "max_queries=8"),
     ({"query": "q", "k": 51}, 413, "max_k=50"),
-    ({"query": "q", "k": 0}, 422, "k"),
+    ({"query": "q", "k": 0}, 422, "k: Input should be greater than or equal to 1"),
+    ({"query": ["a", 1]}, 422, "query"),
     ({"query": []}, 422, "query is empty"),
     ({"query": "  "}, 422, "blank"),
     ({"query": 5}, 422, "query"),
@@ -193,13 +216,16 @@ def test_bad_search_requests_are_4xx_naming_the_limit(service, body, status, nee
     (b'{"query": ', 422, "not valid JSON"),
     (b"[1, 2]", 422, "JSON object"),
     (b"\xff\xfe", 422, "not valid JSON"),
-    (b'{"query": "' + b"y" * 5000 + b'"}', 413, "max_body_bytes=4096"),
+    (b'{"query": "\\ud800"}', 422, "lone surrogate"),
+    (b'{"query": ' + b"[" * 1500 + b"]" * 1500 + b"}", 422, "not valid JSON"),
+    (b'{"query": "q", "k": ' + b"9" * 4400 + b"}", 422, "not valid JSON"),
+    (b'{"query": "' + b"y" * 9000 + b'"}', 413, "max_body_bytes=8192"),
 ])
 def test_malformed_or_oversized_bodies_are_4xx(service, raw, status, needle):
     r = httpx.post(service["url"] + "/v1/search", content=raw, headers={**service["headers"], "content-type": "application/json"})
     assert r.status_code == status, r.text
     assert needle in r.json()["error"]["message"]
-    chunked = httpx.post(service["url"] + "/v1/embeddings", content=iter([raw]), headers=service["headers"])
+    chunked = httpx.post(service["url"] + "/v1/search", content=iter([raw]), headers=service["headers"])  # no length
     assert chunked.status_code == status and needle in chunked.json()["error"]["message"]
 
 
@@ -223,7 +249,7 @@ def test_mining_log_written_read_back_and_turned_into_comparison_requests(servic
     r = httpx.post(service["url"] + "/v1/search", json={"query": mined, "k": 10}, headers=service["headers"])
     assert r.status_code == 200
     served = {res["query"]: [h["id"] for h in res["hits"]] for res in r.json()["results"]}
-    deadline = time.time() + 30
+    deadline, log = time.time() + 30, None
     while time.time() < deadline:
         try:
             log = read_log(service["mining"])
@@ -232,6 +258,7 @@ def test_mining_log_written_read_back_and_turned_into_comparison_requests(servic
         except OSError:
             pass
         time.sleep(0.5)
+    assert log is not None, "no mining-log part within 30 s"
     rows = {row["query"]: row for row in log.to_pylist() if row["query"] in mined}
     assert set(rows) == set(mined)
     for q, row in rows.items():
@@ -260,8 +287,7 @@ def test_model_swap_under_load_loses_no_request(service, bundles, corpus_b):
     """Redeploy with bundle B while 4 clients search; 0 failures, every answer consistent with its version."""
     from synthir.serving.launch import deploy
 
-    ids_a = {json.loads(line)["_id"] for line in gzip.open(Path(bundles["a"]["dataset"]) / "corpus.jsonl.gz", "rt")}
-    ids_b = {json.loads(line)["_id"] for line in gzip.open(corpus_b / "corpus.jsonl.gz", "rt")}
+    want = {bundles[x]["version"]: dict(zip(QUERIES, _offline(bundles[x], QUERIES, 5)[0][0])) for x in ("a", "b")}
     stop = threading.Event()
     results: list[tuple[int, str | None, list[str]]] = []
     errors: list[str] = []
@@ -275,7 +301,7 @@ def test_model_swap_under_load_loses_no_request(service, bundles, corpus_b):
                     r = await http.post(service["url"] + "/v1/search", json={"query": QUERIES[i % 5], "k": 5},
                                         headers=service["headers"])
                     body = r.json() if r.status_code == 200 else None
-                    results.append((r.status_code, body and body["model_version"],
+                    results.append((r.status_code, body and body["model_version"], QUERIES[i % 5],
                                     [h["id"] for h in body["results"][0]["hits"]] if body else []))
                 except Exception as e:  # a dropped connection is a lost request
                     errors.append(repr(e))
@@ -297,13 +323,13 @@ def test_model_swap_under_load_loses_no_request(service, bundles, corpus_b):
     stop.set()
     loader.join(120)
     assert info["model_version"] == bundles["b"]["version"] and info["retrievers"]["dense"]["index_size"] == 80
-    statuses = [s for s, _, _ in results]
+    statuses = [s for s, _, _, _ in results]
     assert not errors and statuses.count(200) == len(statuses), (errors[:3], [s for s in statuses if s != 200][:5])
-    versions = [v for _, v, _ in results]
+    versions = [v for _, v, _, _ in results]
     assert versions.count(bundles["a"]["version"]) > 0 and versions.count(bundles["b"]["version"]) > 0
     first_b = versions.index(bundles["b"]["version"])
-    for _, v, ids in results:  # an answer of version A holds A's documents only, and B's B's
-        assert set(ids) <= (ids_a if v == bundles["a"]["version"] else ids_b)
+    for _, v, q, ids in results:  # every answer is exactly what its version gives offline: no mixed versions
+        assert ids == want[v][q], (v, q)
     assert len(results) > 20, len(results)
     assert versions[first_b:].count(bundles["a"]["version"]) <= 4  # at most the requests in flight at the swap
     deploy(service["cfg"], timeout_s=180)  # back to A for any later test

@@ -4,8 +4,7 @@ Routes (OpenAPI at ``/docs``): ``POST /v1/search`` (ranked ids, scores, texts), 
 embeddings API, so the ``openai`` client, LangChain and LlamaIndex work unchanged), ``GET /v1/models``,
 ``GET /v1/info`` and ``GET /healthz``. Every route but ``/healthz`` needs ``Authorization: Bearer <key>``; the
 ingress holds only the key's SHA-256 and compares digests in constant time. Bodies are read by hand up to
-``limits.max_body_bytes`` and validated here, so any bad input is a 4xx whose message names the field or limit,
-never a 500.
+``limits.max_body_bytes`` and validated here, so bad input is a 4xx whose message names the field or limit.
 
 Retrievers plug in by name: ``self.retrievers`` maps ``dense`` to a route over the encoder and searcher
 deployments; a generative retriever adds one more entry (a deployment answering ``search(queries, k)``).
@@ -25,6 +24,7 @@ import json
 import os
 from typing import Any, Literal
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -36,6 +36,7 @@ from synthir.serving.config import AuthConfig, ServeConfig
 from synthir.serving.mining import MiningLog
 
 RETRIEVER_MODEL_ID = "dense"
+MAX_TEXTS_PER_CALL = 256  # texts per encoder call; larger combined batches are split
 
 
 class ApiError(Exception):
@@ -132,8 +133,9 @@ class RetrievalAPI:
         self.limits = self.config.limits
         self.key_sha256 = key_sha256
         self.encoder, self.searcher = encoder, searcher
-        self._encode_together.set_max_batch_size(self.config.ingress.batch.max_batch_size)
-        self._encode_together.set_batch_wait_timeout_s(self.config.ingress.batch.batch_wait_timeout_s)
+        for batched in (self._encode_together, self._search_together):
+            batched.set_max_batch_size(self.config.ingress.batch.max_batch_size)
+            batched.set_batch_wait_timeout_s(self.config.ingress.batch.batch_wait_timeout_s)
         self.retrievers = {"dense": self._dense_search}
         self.config_hash = config_hash(self.config)
         self.mining: MiningLog | None = None
@@ -173,8 +175,8 @@ class RetrievalAPI:
             chunks.append(chunk)
         try:
             data = json.loads(b"".join(chunks) or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ApiError(422, f"body is not valid JSON: {e}") from None
+        except (ValueError, RecursionError) as e:  # JSONDecodeError, bad UTF-8, 4,300+ digit ints, deep nesting
+            raise ApiError(422, f"body is not valid JSON: {str(e)[:200]}") from None
         if not isinstance(data, dict):
             raise ApiError(422, f"body must be a JSON object, got {type(data).__name__}")
         try:
@@ -192,6 +194,10 @@ class RetrievalAPI:
         for i, t in enumerate(texts):
             if not t.strip():
                 raise ApiError(422, f"{field}[{i}] is blank", field)
+            try:
+                t.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ApiError(422, f"{field}[{i}] is not valid Unicode (a lone surrogate)", field) from None
             if len(t) > self.limits.max_query_chars:
                 raise ApiError(413, f"{field}[{i}] has {len(t)} characters; the limit is "
                                     f"limits.max_query_chars={self.limits.max_query_chars}", field)
@@ -202,6 +208,19 @@ class RetrievalAPI:
     async def _encode(self, texts: list[str], kind: str, count_tokens: bool = False) -> dict:
         return await self._encode_together((texts, kind, count_tokens))
 
+    async def _encode_bounded(self, texts: list[str], kind: str, count: bool, retry: bool = True) -> dict:
+        """Encoder calls of at most MAX_TEXTS_PER_CALL texts each (so no replica blocks long on one call), joined."""
+        parts = await asyncio.gather(*(self.encoder.encode.remote((texts[i:i + MAX_TEXTS_PER_CALL], kind, count))
+                                       for i in range(0, len(texts), MAX_TEXTS_PER_CALL)))
+        if len({p["bundle"] for p in parts}) > 1:  # a model swap landed between the parts: never mix versions
+            if not retry:
+                raise RuntimeError("the served model changed twice during one request")
+            return await self._encode_bounded(texts, kind, count, retry=False)
+        if len(parts) == 1:
+            return parts[0]
+        return {**parts[0], "vectors": np.concatenate([p["vectors"] for p in parts]),
+                "tokens": np.concatenate([p["tokens"] for p in parts])}
+
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0, max_concurrent_batches=2)
     async def _encode_together(self, items: list[tuple[list[str], str, bool]]) -> list[dict]:
         """This replica's concurrent requests as one encoder call per text kind: fewer, larger encoder requests
@@ -210,7 +229,7 @@ class RetrievalAPI:
 
         async def call(kind: str, rows: list[int]) -> None:
             count = any(items[i][2] for i in rows)
-            encoded = await self.encoder.encode.remote(([t for i in rows for t in items[i][0]], kind, count))
+            encoded = await self._encode_bounded([t for i in rows for t in items[i][0]], kind, count)
             start = 0
             for i in rows:
                 end = start + len(items[i][0])
@@ -224,9 +243,23 @@ class RetrievalAPI:
         return out
 
     async def _dense_search(self, queries: list[str], k: int, return_text: bool) -> tuple[str, list[list[dict]]]:
-        encoded = await self._encode(queries, "query")
-        hits = await self.searcher.search.remote((encoded["vectors"], k, encoded["bundle"], return_text))
-        return encoded["version"], hits
+        return await self._search_together((queries, k, return_text))
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0, max_concurrent_batches=2)
+    async def _search_together(self, items: list[tuple[list[str], int, bool]]) -> list[tuple[str, list[list[dict]]]]:
+        """This replica's concurrent searches as one encoder call and one searcher call (largest k, text if any
+        asks), each request then cut back to its own k and fields."""
+        queries = [q for texts, _, _ in items for q in texts]
+        encoded = await self._encode_bounded(queries, "query", False)
+        k, with_text = max(k for _, k, _ in items), any(t for _, _, t in items)
+        hits = await self.searcher.search.remote((encoded["vectors"], k, encoded["bundle"], with_text))
+        out, start = [], 0
+        for texts, want, text in items:
+            rows = hits[start:start + len(texts)]
+            start += len(texts)
+            rows = [[h if text else {f: h[f] for f in ("id", "score", "rank")} for h in row[:want]] for row in rows]
+            out.append((encoded["version"], rows))
+        return out
 
     # --- routes ---------------------------------------------------------------------------------------------
 

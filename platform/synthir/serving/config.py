@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -60,7 +61,8 @@ class IngressDeployment(DeploymentOptions):
     """The FastAPI ingress: replicas, resources, and how it combines its concurrent requests into encoder calls."""
 
     batch: BatchOptions = Field(BatchOptions(max_batch_size=64, batch_wait_timeout_s=0.0),
-                                description="requests of one replica sent to the encoder as one call; 1: one call each")
+                                description="concurrent requests of one replica sent on as one encoder call (and, for "
+                                            "searches, one searcher call); 1: one call each")
 
 
 class Limits(StrictModel):
@@ -80,7 +82,14 @@ class AuthConfig(StrictModel):
     api_key_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
                                        description="or the key's SHA-256 (hex), so no secret sits in a config file")
     allow_anonymous: bool = Field(False, description="serve without a key (local experiments only)")
-    public_docs: bool = Field(False, description="serve /docs and /openapi.json without a key")
+    public_docs: bool = Field(False, description="serve /docs and /openapi.json without a key (a browser's Swagger "
+                                                 "UI cannot send one)")
+
+    @model_validator(mode="after")
+    def _no_empty_key(self) -> "AuthConfig":
+        if self.api_key_sha256 == hashlib.sha256(b"").hexdigest():
+            raise ValueError("auth.api_key_sha256 is the digest of an empty key")
+        return self
 
 
 class MiningConfig(StrictModel):
@@ -117,3 +126,10 @@ class ServeConfig(StrictModel):
     limits: Limits = Limits()
     auth: AuthConfig = AuthConfig()
     mining: MiningConfig = MiningConfig()
+
+    @model_validator(mode="after")
+    def _log_outside_bundle(self) -> "ServeConfig":
+        if self.mining.enabled and self.run and self.mining.uri.rstrip("/").startswith(self.run.rstrip("/") + "/"):
+            raise ValueError(f"mining.uri {self.mining.uri!r} is inside the served bundle {self.run!r}; the service "
+                             f"never writes there: log somewhere else")
+        return self

@@ -15,6 +15,7 @@ import os
 import time
 
 from synthir.runtime import RayConfig, init_ray
+from synthir.serving.bundle import read_meta
 from synthir.serving.config import ServeConfig
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ def deploy(config: ServeConfig, run: str | None = None, timeout_s: float = 600) 
     from ray.serve.schema import ServeDeploySchema
 
     logging_config = {"log_level": config.log_level, "enable_access_log": config.access_log}
+    read_meta(run or config.run)  # a wrong bundle fails here, not inside the running replicas' reconfigure
     serve.start(http_options={"host": config.host, "port": config.port}, logging_config=logging_config)
     schema = ServeDeploySchema.model_validate({"http_options": {"host": config.host, "port": config.port},
                                                "logging_config": logging_config,
