@@ -100,7 +100,7 @@ def test_index_build_from_a_trained_stage_folder_keeps_its_prefixes(scifact_mini
     result = CliRunner().invoke(app, ["index", "build", "--run", str(stage), "--dataset", str(scifact_mini),
                                       "--set", f"storage={tmp_path / 'runs'}", "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output.strip().splitlines()[-1])["documents"] > 0
+    assert json.loads(result.stdout.strip().splitlines()[-1])["documents"] > 0  # stdout: stderr has progress bars
     folder, meta = read_meta(str(stage))
     assert folder == str(stage / "serving")
     assert meta["encoder"]["model"] == str(stage / "model")
