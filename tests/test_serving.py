@@ -281,6 +281,13 @@ def test_mining_log_written_read_back_and_turned_into_comparison_requests(servic
         assert {cid.split("/")[3] for cid in (r.custom_id for r in mine)} | {r.custom_id.split("/")[4] for r in mine} \
             == set(served[q][:5])
         assert all(q in r.messages[-1][1] and r.model == "judge-x" for r in mine)
+    from typer.testing import CliRunner
+
+    from synthir.cli import app
+
+    cli = CliRunner().invoke(app, ["mine-log", "to-requests", "--log", service["mining"], "--run", bundles["a"]["uri"],
+                                   "--model", "judge-x", "--storage", str(tmp_path / "cli")])
+    assert cli.exit_code == 3 and "OpenAI Batch input file" in cli.stdout, cli.output  # exported, nothing sent
 
 
 def test_model_swap_under_load_loses_no_request(service, bundles, corpus_b):
