@@ -9,8 +9,8 @@ A dense bundle holds::
 ``synthir index build`` writes it: next to a trained model (``<stage dir>/serving/``) or anywhere for a plain
 encoder such as the bundled MiniLM. The corpus embeddings come from the shared encoding cache
 (``<storage>/embeddings/``), so a model that was already evaluated on the corpus is not encoded again. The
-version is a digest of the model files' names and sizes, the encoder settings and the index bytes: two bundles
-with the same version serve the same results. Serving only reads a bundle (``docs/architecture.md``).
+version is a digest of the model files' names and sizes, the encoder settings, the index settings and the indexed
+rows (ids and embeddings): two bundles with the same version serve the same results. Serving only reads a bundle (``docs/architecture.md``).
 """
 
 from __future__ import annotations
@@ -92,9 +92,10 @@ def build_dense(config: BuildConfig, out_uri: str) -> dict:
     index.save(storage.join(out_uri, "index"))
     docs = dataset.corpus.select(["id", "title", "text"]).cast(DOCS_SCHEMA)
     storage.write_table(storage.join(out_uri, "docs.parquet"), docs)
-    index_digest = hashlib.sha256(storage.read_bytes(storage.join(out_uri, "index", "index.faiss"))).hexdigest()
-    version = hashlib.sha256(f"{_model_digest(config.encoder.model)}|{config_hash(config.encoder)}|{index_digest}"
-                             .encode()).hexdigest()[:12]
+    # The index is a function of its rows and its config, so they stand for it (no read-back of what was written).
+    rows = hashlib.sha256("\x00".join(ids).encode() + emb.tobytes()).hexdigest()
+    version = hashlib.sha256(f"{_model_digest(config.encoder.model)}|{config_hash(config.encoder)}|"
+                             f"{config_hash(config.index)}|{rows}".encode()).hexdigest()[:12]
     meta = {
         "kind": "dense",
         "version": version,

@@ -55,7 +55,8 @@ class DenseEncoder:
 
     def info(self) -> dict:
         """The served bundle's metadata."""
-        return {**self._state().meta, "bundle": self.state.folder}
+        state = self._state()
+        return {**state.meta, "bundle": state.folder}
 
     def _state(self) -> _LoadedEncoder:
         if self.state is None:

