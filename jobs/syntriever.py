@@ -1,6 +1,15 @@
-"""`ray job submit -- python jobs/syntriever.py --config configs/syntriever-scifact-minilm.yaml [--steps stage1,eval] [--set k=v]`."""
+"""The whole Syntriever recipe (synth -> stage1 -> mine -> preferences -> stage2 -> eval), each step reused when done; --steps picks some.
+
+    ray job submit --working-dir . --runtime-env cluster/runtime_env.yaml -- \
+        python jobs/syntriever.py --config configs/syntriever-scifact-e5-paper.yaml [--set key=value ...] [--json]
+
+Exit status: 0 done, 2 bad config or input (the error is on stderr), 3 answers still missing (batch engine),
+any other non-zero: the step failed (traceback on stderr).
+"""
+
+import sys
 
 from synthir.cli import app
 
 if __name__ == "__main__":
-    app(["run", "syntriever", *__import__("sys").argv[1:]])
+    app(["run", "syntriever", *sys.argv[1:]])

@@ -1,7 +1,11 @@
 """Typed configuration: YAML files and ``--set a.b=c`` overrides validated by pydantic models.
 
 Every config model forbids unknown keys, so a typo fails with the key's full dotted name instead of being
-silently ignored. ``config_hash`` is a stable digest of the validated config, recorded in every run.
+silently ignored. ``config_hash`` is a stable digest of the validated config, recorded in every run and used
+as the cache key of a step's output. Fields declared with ``execution_only`` (concurrency, timeouts, actor and
+worker counts, where storage lives, how Ray is reached) say how a step runs, not what it computes: the hash sees
+them at their defaults, so changing one reuses every existing output (and keys made before the field was marked
+stay the same).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import json
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from synthir import storage
 
@@ -101,9 +105,26 @@ def load_config(model: type[M], path: str | None = None, overrides: list[str] | 
     return validate(model, data, source)
 
 
+def execution_only(default: Any = ..., **kwargs: Any) -> Any:
+    """A config field that changes how a step runs, never its output: kept out of ``config_hash`` (cache keys)."""
+    return Field(default, json_schema_extra={"execution_only": True}, **kwargs)
+
+
+def content_view(config: M) -> M:
+    """A copy of ``config`` with every execution-only field (in any nested section) reset to its default."""
+    updates: dict[str, Any] = {}
+    for name, field in type(config).model_fields.items():
+        value = getattr(config, name)
+        if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("execution_only"):
+            updates[name] = field.get_default(call_default_factory=True)
+        elif isinstance(value, BaseModel):
+            updates[name] = content_view(value)
+    return config.model_copy(update=updates)
+
+
 def config_hash(config: BaseModel, length: int = 12) -> str:
-    """A stable short digest of a validated config (key order and formatting do not matter)."""
-    canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """A stable short digest of what a config computes (execution-only fields, key order and formatting do not matter)."""
+    canonical = json.dumps(content_view(config).model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:length]
 
 

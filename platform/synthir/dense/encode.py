@@ -15,7 +15,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from synthir import storage
-from synthir.config import StrictModel
+from synthir.config import StrictModel, execution_only
 from synthir.data.schemas import EMBEDDINGS_ID, EMBEDDINGS_VECTOR, passage_text
 from synthir.dense.encoder import EncoderConfig, encode_passages, load_encoder
 
@@ -25,11 +25,11 @@ MARKER = "_SUCCESS.json"
 class EncodeConfig(StrictModel):
     """Ray Data settings of the corpus-encoding job."""
 
-    num_actors: int = Field(1, ge=1, description="encoder replicas (one per GPU on a cluster)")
-    num_gpus_per_actor: float = Field(0.0, ge=0)
-    num_cpus_per_actor: float = Field(1.0, gt=0)
-    torch_threads: int | None = Field(None, ge=1, description="CPU threads per actor; default: all local cores")
-    batch_size: int = Field(256, ge=1, description="rows handed to each actor call")
+    num_actors: int = execution_only(1, ge=1, description="encoder replicas (one per GPU on a cluster)")
+    num_gpus_per_actor: float = execution_only(0.0, ge=0)
+    num_cpus_per_actor: float = execution_only(1.0, gt=0)
+    torch_threads: int | None = execution_only(None, ge=1, description="CPU threads per actor; default: all local cores")
+    batch_size: int = execution_only(256, ge=1, description="rows handed to each actor call")
 
 
 class _EncodeBatch:

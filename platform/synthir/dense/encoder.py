@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field
 
 from synthir import storage
-from synthir.config import StrictModel
+from synthir.config import StrictModel, execution_only
 
 BUNDLED_MINILM = "bundled:all-MiniLM-L6-v2"
 
@@ -27,7 +27,7 @@ class EncoderConfig(StrictModel):
     )
     max_seq_length: int | None = Field(256, ge=8)
     normalize: bool = True
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = execution_only(64, ge=1)
 
 
 def bundled_minilm_path() -> str:

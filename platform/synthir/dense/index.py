@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import Field
 
 from synthir import storage
-from synthir.config import StrictModel
+from synthir.config import StrictModel, execution_only
 
 
 class IndexConfig(StrictModel):
@@ -20,7 +20,7 @@ class IndexConfig(StrictModel):
     nprobe: int = Field(32, ge=1, description="IVF: clusters visited per query")
     hnsw_m: int = Field(32, ge=4, description="HNSW: graph degree")
     ef_search: int = Field(128, ge=1, description="HNSW: search breadth")
-    use_gpu: bool = Field(False, description="move the index to every visible GPU (faiss-gpu)")
+    use_gpu: bool = execution_only(False, description="move the index to every visible GPU (faiss-gpu)")
 
 
 class DenseIndex:

@@ -21,7 +21,7 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from synthir import storage
-from synthir.config import StrictModel
+from synthir.config import StrictModel, execution_only
 from synthir.dense.encoder import EncoderConfig
 from synthir.dense.groups import LAYOUTS
 from synthir.dense.losses import DistillationMode
@@ -49,12 +49,12 @@ class TrainConfig(StrictModel):
     deepspeed: dict[str, Any] | None = Field(None, description="a DeepSpeed config (e.g. ZeRO-2); 'auto' values allowed")
     num_workers: int = Field(1, ge=1)
     use_gpu: bool = False
-    cpus_per_worker: float = Field(1.0, gt=0)
-    torch_threads: int | None = Field(None, ge=1, description="CPU threads per worker; default: cpus_per_worker")
-    save_steps: int = Field(0, ge=0, description="checkpoint every N steps; 0: once per epoch")
-    max_failures: int = Field(1, ge=-1, description="worker failures Ray Train recovers from (-1: unlimited)")
+    cpus_per_worker: float = execution_only(1.0, gt=0)
+    torch_threads: int | None = execution_only(None, ge=1, description="CPU threads per worker; default: cpus_per_worker")
+    save_steps: int = execution_only(0, ge=0, description="checkpoint every N steps; 0: once per epoch")
+    max_failures: int = execution_only(1, ge=-1, description="worker failures Ray Train recovers from (-1: unlimited)")
     seed: int = 0
-    fail_at_step: int | None = Field(None, ge=1, description="testing: kill worker 0 at this step on the first attempt")
+    fail_at_step: int | None = execution_only(None, ge=1, description="testing: kill worker 0 at this step on the first attempt")
 
     @model_validator(mode="after")
     def _gpu_only(self) -> "TrainConfig":

@@ -11,7 +11,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from synthir import storage
-from synthir.config import StrictModel, config_hash
+from synthir.config import StrictModel, config_hash, execution_only
 from synthir.data.beir import RetrievalDataset, load_beir
 from synthir.dense.encode import EncodeConfig, encode_corpus, load_embeddings
 from synthir.dense.encoder import EncoderConfig, encode_queries, load_encoder
@@ -36,9 +36,9 @@ class EvalConfig(StrictModel):
     bm25: BM25Config = BM25Config()
     top_k: int = Field(100, ge=1)
     metrics: list[str] = Field(default_factory=lambda: list(DENSE_METRICS))
-    storage: str = Field("./runs", description="root for run outputs: a path, file:// or s3:// URI")
+    storage: str = execution_only("./runs", description="root for run outputs: a path, file:// or s3:// URI")
     name: str | None = Field(None, description="run name; default <dataset>-<retriever>-<config hash>")
-    ray: RayConfig = RayConfig()
+    ray: RayConfig = execution_only(RayConfig())
 
 
 def corpus_fingerprint(corpus: pa.Table) -> str:

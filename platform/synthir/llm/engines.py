@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from synthir.config import StrictModel
+from synthir.config import StrictModel, execution_only
 from synthir.llm.store import ChatRequest, Ledger, ResponseStore
 
 log = logging.getLogger(__name__)
@@ -28,11 +28,13 @@ log = logging.getLogger(__name__)
 class HTTPEngineConfig(StrictModel):
     """An OpenAI-compatible endpoint. The API key is read from the environment variable ``api_key_env``."""
 
-    base_url: str = "http://127.0.0.1:8000/v1"
-    api_key_env: str = "OPENAI_API_KEY"
-    concurrency: int = Field(16, ge=1, description="requests in flight at once")
-    max_retries: int = Field(6, ge=0, description="retries on 429, 5xx, timeouts and connection errors")
-    timeout_s: float = Field(120.0, gt=0, description="per-request timeout")
+    # Where and how requests travel changes no answer (the store keys answers by model, messages and sampling), so
+    # every field here is execution-only: changing the endpoint or its concurrency reuses every downstream output.
+    base_url: str = execution_only("http://127.0.0.1:8000/v1")
+    api_key_env: str = execution_only("OPENAI_API_KEY")
+    concurrency: int = execution_only(16, ge=1, description="requests in flight at once")
+    max_retries: int = execution_only(6, ge=0, description="retries on 429, 5xx, timeouts and connection errors")
+    timeout_s: float = execution_only(120.0, gt=0, description="per-request timeout")
     # exclude=True: how requests travel changes no answer, so it stays out of dumps and thus out of the cache keys
     # of the pipeline steps that hash this config (adding it must not make existing stage-1 models look stale)
     transport: Literal["aiohttp", "httpx"] = Field(
@@ -44,12 +46,12 @@ class VLLMEngineConfig(StrictModel):
     """vLLM through ``ray.data.llm`` (GPU only)."""
 
     model: str
-    tensor_parallel_size: int = Field(1, ge=1)
-    pipeline_parallel_size: int = Field(1, ge=1)
+    tensor_parallel_size: int = execution_only(1, ge=1)
+    pipeline_parallel_size: int = execution_only(1, ge=1)
     max_model_len: int = Field(4096, ge=128)
-    batch_size: int = Field(64, ge=1)
-    concurrency: int | tuple[int, int] = Field(1, description="engine replicas, or (min, max) to autoscale")
-    accelerator_type: str | None = None
+    batch_size: int = execution_only(64, ge=1)
+    concurrency: int | tuple[int, int] = execution_only(1, description="engine replicas, or (min, max) to autoscale")
+    accelerator_type: str | None = execution_only(None)
     engine_kwargs: dict = Field(default_factory=dict)
 
 

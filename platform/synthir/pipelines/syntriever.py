@@ -27,7 +27,7 @@ import pyarrow as pa
 from pydantic import BaseModel, Field
 
 from synthir import storage
-from synthir.config import StrictModel
+from synthir.config import StrictModel, content_view, execution_only
 from synthir.data.beir import RetrievalDataset, load_beir
 from synthir.dense.encode import EncodeConfig
 from synthir.dense.encoder import EncoderConfig
@@ -72,7 +72,7 @@ class SyntrieverConfig(StrictModel):
     dataset: str = "scifact"
     train_split: str = "train"
     eval_split: str = "test"
-    storage: str = "./runs"
+    storage: str = execution_only("./runs")
     encoder: EncoderConfig = EncoderConfig()
     teacher: Stage1Config = Stage1Config()
     subsample: SubsampleConfig = SubsampleConfig()
@@ -83,12 +83,12 @@ class SyntrieverConfig(StrictModel):
     encode: EncodeConfig = EncodeConfig()
     index: IndexConfig = IndexConfig()
     eval_metrics: list[str] = Field(default_factory=lambda: list(NDCG))
-    ray: RayConfig = RayConfig()
+    ray: RayConfig = execution_only(RayConfig())
 
 
 def _key(*parts: BaseModel | dict | str | None) -> str:
-    """A short digest of the settings a step depends on."""
-    blob = json.dumps([p.model_dump(mode="json") if isinstance(p, BaseModel) else p for p in parts], sort_keys=True)
+    """A short digest of the settings a step depends on (execution-only fields at their defaults)."""
+    blob = json.dumps([content_view(p).model_dump(mode="json") if isinstance(p, BaseModel) else p for p in parts], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

@@ -24,7 +24,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from synthir import storage
-from synthir.config import StrictModel, config_hash
+from synthir.config import StrictModel, config_hash, execution_only
 from synthir.data.beir import load_beir
 from synthir.dense.encode import EncodeConfig, encode_corpus, load_embeddings
 from synthir.dense.encoder import BUNDLED_MINILM, EncoderConfig
@@ -46,7 +46,7 @@ class BuildConfig(StrictModel):
     encoder: EncoderConfig = EncoderConfig()
     index: IndexConfig = IndexConfig()
     encode: EncodeConfig = EncodeConfig()
-    storage: str = Field("./runs", description="root of the shared embeddings cache")
+    storage: str = execution_only("./runs", description="root of the shared embeddings cache")
 
 
 def _model_digest(model: str) -> str:

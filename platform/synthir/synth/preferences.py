@@ -18,7 +18,7 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from synthir import storage
-from synthir.config import StrictModel
+from synthir.config import StrictModel, execution_only
 from synthir.llm.engines import HTTPEngineConfig, VLLMEngineConfig
 from synthir.llm.hf_engine import HFEngineConfig
 from synthir.llm.parse import ParseFailure, parse_passage_choice
@@ -43,12 +43,12 @@ class PreferenceConfig(StrictModel):
     max_queries: int | None = Field(None, ge=1, description="only the first N queries (a CPU demo subset)")
     max_tokens: int | None = Field(16, ge=1, description="answer length cap (part of every request key)")
     seed: int = 0
-    storage: str = "./runs"
-    ray_actors: int = Field(0, ge=0, description="0: answer from the driver; N: a Ray Data pool of N engine actors (http.concurrency is per actor)")
+    storage: str = execution_only("./runs")
+    ray_actors: int = execution_only(0, ge=0, description="0: answer from the driver; N: a Ray Data pool of N engine actors (http.concurrency is per actor)")
     http: HTTPEngineConfig = HTTPEngineConfig()
     hf: HFEngineConfig = HFEngineConfig()
     vllm: VLLMEngineConfig | None = Field(None, description="engine vllm: model, parallelism, replicas (GPU)")
-    ray: RayConfig = RayConfig()
+    ray: RayConfig = execution_only(RayConfig())
 
     @model_validator(mode="after")
     def _hf_model(self) -> "PreferenceConfig":

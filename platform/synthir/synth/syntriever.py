@@ -23,7 +23,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from synthir import storage
-from synthir.config import StrictModel, config_hash
+from synthir.config import StrictModel, config_hash, execution_only
 from synthir.data.beir import load_beir
 from synthir.llm.batchfile import import_answers
 from synthir.llm.engines import HTTPEngineConfig, VLLMEngineConfig
@@ -54,14 +54,14 @@ class Stage1Config(StrictModel):
     split: str = "train"
     engine: Literal["recorded", "batch", "http", "hf", "vllm"] = "recorded"
     model: str = Field(RECORDED_MODEL, description="the teacher model name (part of every request key)")
-    storage: str = "./runs"
+    storage: str = execution_only("./runs")
     limit: int | None = Field(None, ge=1, description="only the first N training queries (smoke runs)")
     max_tokens: int | None = Field(None, ge=1, description="override the prompts' max_tokens (part of every request key)")
-    ray_actors: int = Field(0, ge=0, description="0: answer from the driver; N: a Ray Data pool of N engine actors (http.concurrency is per actor)")
+    ray_actors: int = execution_only(0, ge=0, description="0: answer from the driver; N: a Ray Data pool of N engine actors (http.concurrency is per actor)")
     http: HTTPEngineConfig = HTTPEngineConfig()
     hf: HFEngineConfig = HFEngineConfig()
     vllm: VLLMEngineConfig | None = Field(None, description="engine vllm: model, parallelism, replicas (GPU)")
-    ray: RayConfig = RayConfig()
+    ray: RayConfig = execution_only(RayConfig())
 
 
 def recorded_teacher_files() -> tuple[str, str]:

@@ -1,0 +1,15 @@
+"""Syntriever mining: encode the corpus with the stage-1 model (Ray Data) and keep each training query's top-K.
+
+    ray job submit --working-dir . --runtime-env cluster/runtime_env.yaml -- \
+        python jobs/mine.py --config configs/syntriever-scifact-e5-paper.yaml [--set key=value ...] [--json]
+
+Exit status: 0 done, 2 bad config or input (the error is on stderr), 3 answers still missing (batch engine),
+any other non-zero: the step failed (traceback on stderr).
+"""
+
+import sys
+
+from synthir.cli import app
+
+if __name__ == "__main__":
+    app(["run", "syntriever", "--steps", "mine", *sys.argv[1:]])
