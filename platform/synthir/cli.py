@@ -143,6 +143,35 @@ def synth_syntriever(
         typer.echo(json_line({k: summary[k] for k in keys}))
 
 
+@synth_app.command("corpus")
+def synth_corpus(
+    config: Optional[str] = ConfigOpt,
+    set_: Optional[list[str]] = SetOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """One prompt over every row of a corpus: Ray Data, autoscaling engine actors, Parquet parts, resumable."""
+    from synthir.config import ConfigError, load_config
+    from synthir.eval.report import format_table, json_line
+    from synthir.storage import StorageError
+    from synthir.synth.corpus import CorpusSynthConfig, synthesize_corpus
+
+    _setup_logging()
+    if not config:
+        _fail(ValueError("synth corpus needs --config (see configs/synth-corpus-local.yaml)"))
+    try:
+        summary = synthesize_corpus(load_config(CorpusSynthConfig, config, list(set_ or [])))
+    except (ConfigError, StorageError, ValueError) as e:
+        _fail(e)
+    except RuntimeError as e:  # requests failed after retries: what was answered is stored, a rerun resumes
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    keys = ["rows", "requests_sent", "from_store", "failed", "wall_s", "rows_per_s"]
+    typer.echo(format_table([summary], keys))
+    typer.echo(f"output: {summary['output']} ({len(summary['parts'])} parts{', reused' if summary['reused'] else ''})")
+    if as_json:
+        typer.echo(json_line({k: summary[k] for k in [*keys, "output", "reused"]}))
+
+
 @synth_app.command("import")
 def synth_import(
     requests: str = typer.Option(..., help="OpenAI Batch input JSONL (path or URI, .gz ok)"),

@@ -55,8 +55,8 @@ class VLLMEngineConfig(StrictModel):
     engine_kwargs: dict = Field(default_factory=dict)
 
 
-def build_vllm_processor(config: VLLMEngineConfig):
-    """A ``ray.data.llm`` processor mapping rows with ``messages``/``sampling`` to rows with ``content``."""
+def build_vllm_processor(config: VLLMEngineConfig, keep: tuple[str, ...] = ()):
+    """A ``ray.data.llm`` processor mapping rows with ``messages``/``sampling`` to rows with ``content`` (and ``keep``)."""
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
     engine_kwargs = {"tensor_parallel_size": config.tensor_parallel_size, "pipeline_parallel_size": config.pipeline_parallel_size,
@@ -67,8 +67,9 @@ def build_vllm_processor(config: VLLMEngineConfig):
     )
     return build_processor(
         processor_config,
-        preprocess=lambda row: {"custom_id": row["custom_id"], "messages": row["messages"], "sampling_params": row["sampling"]},
-        postprocess=lambda row: {"custom_id": row["custom_id"], "content": row["generated_text"],
+        preprocess=lambda row: {"custom_id": row["custom_id"], "messages": row["messages"], "sampling_params": row["sampling"],
+                                **{k: row[k] for k in keep}},
+        postprocess=lambda row: {"custom_id": row["custom_id"], "content": row["generated_text"], **{k: row[k] for k in keep},
                                  "usage": {"prompt_tokens": row.get("num_input_tokens", 0), "completion_tokens": row.get("num_generated_tokens", 0)}},
     )
 
@@ -106,7 +107,8 @@ class HTTPEngine:
                                          max_retries=config.max_retries, timeout=config.timeout_s, http_client=http_client)
         self.gate = asyncio.Semaphore(config.concurrency)
 
-    async def _one(self, request: ChatRequest, store: ResponseStore, ledger: Ledger, errors: list[str]) -> None:
+    async def _one(self, request: ChatRequest, store: ResponseStore, ledger: Ledger, errors: list[str],
+                   answers: dict[str, str] | None) -> None:
         import openai
         from openai.types.chat import ChatCompletion
 
@@ -126,12 +128,16 @@ class HTTPEngine:
             ledger.failed += 1
             errors.append(f"{request.custom_id}: EmptyAnswer: the server's response has no choices")
             return
-        await asyncio.to_thread(store.put, request, response.choices[0].message.content or "", usage, f"http:{self.config.base_url}")
+        content = response.choices[0].message.content or ""
+        await asyncio.to_thread(store.put, request, content, usage, f"http:{self.config.base_url}")
+        if answers is not None:
+            answers[request.key] = content
 
-    async def answer(self, requests: list[ChatRequest], store: ResponseStore, ledger: Ledger) -> list[str]:
-        """Send ``requests``, storing each answer as it arrives; returns errors that outlived retries."""
+    async def answer(self, requests: list[ChatRequest], store: ResponseStore, ledger: Ledger,
+                     answers: dict[str, str] | None = None) -> list[str]:
+        """Send ``requests``, storing each answer as it arrives (and into ``answers`` by key); returns errors that outlived retries."""
         errors: list[str] = []
-        tasks = [asyncio.ensure_future(self._one(r, store, ledger, errors)) for r in requests]
+        tasks = [asyncio.ensure_future(self._one(r, store, ledger, errors, answers)) for r in requests]
         try:
             await asyncio.gather(*tasks)
         except BaseException:

@@ -30,12 +30,22 @@ class EngineStageConfig(StrictModel):
     """Which engine answers, and how many Ray actors run it (``http.concurrency`` is per actor)."""
 
     kind: Literal["http", "hf"] = "http"
-    num_actors: int = Field(1, ge=1)
+    num_actors: int = Field(1, ge=1, description="actors kept up (the pool's min_size)")
+    max_actors: int | None = Field(None, ge=1, description="autoscale up to this many actors; None: num_actors")
     num_cpus_per_actor: float = Field(1.0, gt=0)
     num_gpus_per_actor: float = Field(0.0, ge=0)
     batch_size: int = Field(64, ge=1, description="requests handed to an actor at once")
     http: HTTPEngineConfig = HTTPEngineConfig()
     hf: HFEngineConfig = HFEngineConfig()
+
+
+    def pool(self):
+        """The Ray Data actor pool: num_actors up to max_actors, several concurrent batches per http actor."""
+        import ray.data
+
+        calls = HTTP_BATCHES_PER_ACTOR if self.kind == "http" else None
+        return ray.data.ActorPoolStrategy(min_size=self.num_actors, max_size=max(self.num_actors, self.max_actors or 0),
+                                          max_concurrent_calls_per_actor=calls)
 
 
 def _requests(batch: dict) -> list[ChatRequest]:
@@ -120,9 +130,9 @@ def answer_on_ray(requests: list[ChatRequest], store: ResponseStore, config: Eng
              "sampling": json.dumps(dict(r.sampling))} for r in requests]
     if config.kind == "http":
         # A batch at least as big as the gate, and several batches running per actor, keep the gate full.
-        batch_size, fn, calls = max(config.batch_size, config.http.concurrency), _AnswerMissingHTTP, HTTP_BATCHES_PER_ACTOR
+        batch_size, fn = max(config.batch_size, config.http.concurrency), _AnswerMissingHTTP
     else:
-        batch_size, fn, calls = config.batch_size, _AnswerMissingHF, None
+        batch_size, fn = config.batch_size, _AnswerMissingHF
     # batch-sized blocks made on the driver: no repartition task, which would need a CPU the actors may all hold
     ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // batch_size))
     out = ds.map_batches(
@@ -130,7 +140,7 @@ def answer_on_ray(requests: list[ChatRequest], store: ResponseStore, config: Eng
         # the config object itself, not its dump: the dump leaves out execution-only fields such as http.transport
         fn_constructor_kwargs={"config": config, "store_root": store.root},
         batch_size=batch_size,
-        compute=ray.data.ActorPoolStrategy(size=config.num_actors, max_concurrent_calls_per_actor=calls),
+        compute=config.pool(),
         num_cpus=config.num_cpus_per_actor,
         num_gpus=config.num_gpus_per_actor,
     ).take_all()

@@ -37,7 +37,8 @@ def _run_engine(missing: list[ChatRequest], store: ResponseStore, config: Any) -
         return complete_vllm(missing, store, config.vllm)
     if config.ray_actors:
         init_ray(config.ray)
-        stage = EngineStageConfig(kind=config.engine, num_actors=config.ray_actors, http=config.http, hf=config.hf)
+        stage = EngineStageConfig(kind=config.engine, num_actors=config.ray_actors, num_cpus_per_actor=config.ray_actor_cpus,
+                                  http=config.http, hf=config.hf)
         return answer_on_ray(missing, store, stage)[1]
     if config.engine == "http":
         return complete_http(missing, store, config.http, Ledger())

@@ -58,6 +58,7 @@ class Stage1Config(StrictModel):
     limit: int | None = Field(None, ge=1, description="only the first N training queries (smoke runs)")
     max_tokens: int | None = Field(None, ge=1, description="override the prompts' max_tokens (part of every request key)")
     ray_actors: int = execution_only(0, ge=0, description="0: answer from the driver; N: a Ray Data pool of N engine actors (http.concurrency is per actor)")
+    ray_actor_cpus: float = execution_only(1.0, gt=0, description="CPUs each engine actor reserves (an http actor mostly waits: 0.25 is plenty)")
     http: HTTPEngineConfig = HTTPEngineConfig()
     hf: HFEngineConfig = HFEngineConfig()
     vllm: VLLMEngineConfig | None = Field(None, description="engine vllm: model, parallelism, replicas (GPU)")
