@@ -111,12 +111,17 @@ def read_input(config: "CorpusSynthConfig"):
     try:
         if path.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz")):
             gz = {"compression": "gzip"} if path.endswith(".gz") else None
-            ds = ray.data.read_json(path, filesystem=fs, arrow_open_stream_args=gz)  # pyarrow reads JSON Lines.select_columns(wanted)
+            ds = ray.data.read_json(path, filesystem=fs, arrow_open_stream_args=gz)  # pyarrow reads JSON Lines
         else:
-            ds = ray.data.read_parquet(path, filesystem=fs, columns=wanted)
-        return ds, ds.count()  # Parquet: from the footers; JSON: one streamed pass
-    except Exception as e:  # a missing file or column: name the input and the columns
-        raise ValueError(f"{config.input}: cannot read columns {wanted}: {type(e).__name__}: {str(e)[:500]}") from None
+            ds = ray.data.read_parquet(path, filesystem=fs)
+        names = ds.schema().names  # Parquet: from the footers; JSON: the first block
+    except Exception as e:  # a missing or unreadable file: name the input
+        raise ValueError(f"{config.input}: cannot read it: {type(e).__name__}: {str(e)[:500]}") from None
+    missing = [c for c in wanted if c not in names]
+    if missing:
+        raise ValueError(f"{config.input}: no column(s) {missing} (it has {names}); set id_column / columns")
+    ds = ds.select_columns(wanted)  # pushed down into the read: other columns are never loaded
+    return ds, ds.count()
 
 
 def _render(batch: pa.Table, config: CorpusSynthConfig) -> dict:
@@ -181,23 +186,15 @@ class _AnswerRowsHTTP(_AnswerMissingHTTP):
         return _rows(batch, self.prompt, contents, sources, errors)
 
 
-class _LookupStore:
-    """Ray Data task UDF (vllm path): each row's stored answer, or none."""
-
-    def __init__(self, store_root: str):
-        self.store = ResponseStore(store_root)
-
-    def __call__(self, batch: dict) -> dict:
-        records = self.store.get_many(_requests(batch))
-        return {**batch, "content": [r["content"] if r else "" for r in records], "stored": [r is not None for r in records]}
+def _lookup_store(batch: dict, store_root: str) -> dict:
+    """Ray Data task (vllm path): each row's stored answer, or none."""
+    records = ResponseStore(store_root).get_many(_requests(batch))
+    return {**batch, "content": [r["content"] if r else "" for r in records], "stored": [r is not None for r in records]}
 
 
 def _answer_vllm(ds, config: CorpusSynthConfig, store_root: str, processor=None):
     """The vllm path: stored rows pass through; the rest go through a ``ray.data.llm`` processor and into the store."""
-    import ray.data
-
-    looked_up = ds.map_batches(_LookupStore, fn_constructor_kwargs={"store_root": store_root},
-                               compute=ray.data.TaskPoolStrategy(), batch_size=config.batch_size)
+    looked_up = ds.map_batches(_lookup_store, fn_kwargs={"store_root": store_root}, batch_size=config.batch_size)
     prompt = config.prompt
 
     def stored(batch: dict) -> pa.Table:
