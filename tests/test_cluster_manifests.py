@@ -16,7 +16,6 @@ import copy
 import gzip
 import importlib
 import json
-import os
 import re
 import shlex
 import tomllib
@@ -516,8 +515,8 @@ def _runtime_env(name: str) -> dict:
     return yaml.safe_load((CLUSTER / name).read_text())
 
 
-def _driver_runtime_env(monkeypatch) -> dict:
-    """The runtime_env synthir's own ray.init passes (synthir.runtime.init_ray), captured without starting Ray."""
+def _driver_runtime_env(monkeypatch, job_env: dict | None) -> dict:
+    """The runtime_env synthir's own ray.init passes (synthir.runtime.init_ray) in a job submitted with ``job_env``."""
     import synthir.runtime as runtime
 
     seen = {}
@@ -525,16 +524,19 @@ def _driver_runtime_env(monkeypatch) -> dict:
     monkeypatch.setattr(ray, "init", lambda **kw: seen.update(kw))
     monkeypatch.setattr(ray, "cluster_resources", lambda: {})
     monkeypatch.setenv("AWS_REGION", "us-west-2")
+    if job_env is None:
+        monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
+    else:  # what Ray's job supervisor hands the entrypoint
+        monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({"runtime_env": job_env, "metadata": {}}))
     runtime.init_ray(runtime.RayConfig(address="auto"))
     return seen["runtime_env"]
 
 
 def _merge_like_ray(job_env: dict, driver_env: dict):
-    """How ray.init merges a submitted job's runtime env with the driver's own (ray._private.worker)."""
+    """How ray.init merges a submitted job's runtime env with the driver's own (ray._private.worker), no override."""
     from ray.runtime_env.runtime_env import _merge_runtime_env
 
-    override = (job_env.get("env_vars") or {}).get("RAY_OVERRIDE_JOB_RUNTIME_ENV") == "1"
-    return _merge_runtime_env(job_env, driver_env, override=override)
+    return _merge_runtime_env(job_env, driver_env, override=False)
 
 
 def test_runtime_envs_construct_and_merge_with_synthirs_ray_init(monkeypatch):
@@ -544,17 +546,18 @@ def test_runtime_envs_construct_and_merge_with_synthirs_ray_init(monkeypatch):
     envs = {"runtime_env.yaml": base, "runtime_env-pip.yaml": _runtime_env("runtime_env-pip.yaml")}
     envs |= {f"{n}:runtimeEnvYAML": yaml.safe_load(d["spec"]["runtimeEnvYAML"]) for n, d in _by_kind("RayJob")}
     monkeypatch.chdir(ROOT)
-    driver = _driver_runtime_env(monkeypatch)
     for name, env in envs.items():
         RuntimeEnv(**env)
         assert env["env_vars"] == base["env_vars"], name
+        driver = _driver_runtime_env(monkeypatch, env)
+        assert "PYTHONPATH" not in driver["env_vars"], name  # the job's py_modules / image decide imports
         merged = _merge_like_ray(env, driver)
         assert merged is not None, f"{name}: ray.init in the job's driver would fail (conflicting env_vars)"
-        assert merged["env_vars"]["HF_HUB_OFFLINE"] == "1" and merged.get("py_modules") == env.get("py_modules")
-    # ...which is why RAY_OVERRIDE_JOB_RUNTIME_ENV is there: without it Ray refuses the merge
-    plain = copy.deepcopy(base)
-    del plain["env_vars"]["RAY_OVERRIDE_JOB_RUNTIME_ENV"]
-    assert _merge_like_ray(plain, driver) is None
+        assert merged["env_vars"]["HF_HUB_OFFLINE"] == "1" and merged["env_vars"]["AWS_REGION"] == "us-west-2"
+        assert merged.get("py_modules") == env.get("py_modules")
+    # outside a job, the same ray.init repeats the keys (and sets PYTHONPATH): Ray would refuse that as a job's driver
+    outside = _driver_runtime_env(monkeypatch, None)
+    assert "PYTHONPATH" in outside["env_vars"] and _merge_like_ray(base, outside) is None
     # RayJobs run the image's code: nothing local to upload from the submitter pod
     for name, env in envs.items():
         if name.endswith(":runtimeEnvYAML"):

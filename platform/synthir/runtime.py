@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 
@@ -25,6 +26,14 @@ class RayConfig(StrictModel):
     object_store_memory_mb: int | None = Field(None, ge=64)
 
 
+def submitted_job_env_vars() -> dict[str, str] | None:
+    """The env vars of the runtime env this driver was submitted with (``ray job submit``), or None outside a job."""
+    raw = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")  # set by Ray's job supervisor for the entrypoint
+    if raw is None:
+        return None
+    return dict((json.loads(raw).get("runtime_env") or {}).get("env_vars") or {})
+
+
 def init_ray(config: RayConfig | None = None) -> None:
     """Connect to Ray (once per process), quietly and with local defaults that suit a laptop or CI box."""
     import ray
@@ -35,14 +44,20 @@ def init_ray(config: RayConfig | None = None) -> None:
     if config.address is None:
         # Local clusters are single-user: token auth (on by default since Ray 2.5x) only gets in the way.
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    # Workers must import synthir from wherever this process does (a checkout run without installing).
-    import synthir
-
-    pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(synthir.__file__)))
-    pythonpath = os.pathsep.join(p for p in (pkg_root, os.environ.get("PYTHONPATH", "")) if p)
-    env_vars = {"PYTHONPATH": pythonpath, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false"}
+    env_vars = {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false"}
     # Workers read storage with the driver's S3 settings (endpoint, credentials) unless the cluster has its own.
     env_vars.update({k: v for k, v in os.environ.items() if k in _FORWARDED_ENV})
+    job_env = submitted_job_env_vars()
+    if job_env is None:
+        # Workers must import synthir from wherever this process does (a checkout run without installing).
+        import synthir
+
+        pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(synthir.__file__)))
+        env_vars["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, os.environ.get("PYTHONPATH", "")) if p)
+    else:
+        # A submitted job's runtime env (py_modules / working_dir, or the image) already decides how workers import
+        # synthir, and Ray refuses a ray.init that repeats one of the job's env var keys: add only what it lacks.
+        env_vars = {k: v for k, v in env_vars.items() if k not in job_env}
     kwargs = dict(
         address=config.address,
         include_dashboard=config.include_dashboard,
@@ -50,7 +65,7 @@ def init_ray(config: RayConfig | None = None) -> None:
         log_to_driver=True,
         runtime_env={"env_vars": env_vars},
     )
-    if config.address is None:
+    if config.address is None and job_env is None and not os.environ.get("RAY_ADDRESS"):  # start a local Ray
         kwargs.update(num_cpus=config.num_cpus, num_gpus=config.num_gpus)
         if config.object_store_memory_mb:
             kwargs["object_store_memory"] = config.object_store_memory_mb * 1024 * 1024
