@@ -90,7 +90,8 @@ def list_files(uri: str, suffix: str = "") -> list[str]:
     out = []
     for entry in fs.get_file_info(selector):
         if entry.type == pafs.FileType.File and entry.path.endswith(suffix):
-            rel = posixpath.relpath(entry.path, path) if is_remote(uri) else os.path.relpath(entry.path, path)
+            # bucket keys are not paths of this machine: posixpath.relpath would consult (and need) the working dir
+            rel = entry.path[len(path.rstrip("/")) + 1:] if is_remote(uri) else os.path.relpath(entry.path, path)
             out.append(join(uri, rel))
     return sorted(out)
 
