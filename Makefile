@@ -19,3 +19,4 @@ bench: install
 	.venv/bin/python bench/train_workers.py
 	.venv/bin/python bench/http_concurrency.py --levels 4,16,32,64
 	.venv/bin/python bench/http_concurrency.py --ray-actors 1 --levels 16,64
+	.venv/bin/python bench/synth_scale.py --rows 10000,100000 --concurrency 64,128

@@ -43,12 +43,13 @@ from synthir.manifest import git_commit
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _start_server(latency_ms: float) -> tuple[subprocess.Popen, str]:
+def _start_server(latency_ms: float, batch_size: int = 256) -> tuple[subprocess.Popen, str]:
+    """The echo server with a fixed latency on a free port, as its own process; returns (process, base URL)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "synthir.serving.llm_server", "--port", str(port), "--model", "echo",
-                             "--latency-ms", str(latency_ms), "--batch-size", "256"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--latency-ms", str(latency_ms), "--batch-size", str(batch_size)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
