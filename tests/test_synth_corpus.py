@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -93,8 +94,14 @@ def test_kill_9_mid_run_then_rerun_loses_and_repeats_no_row(echo_server, tmp_pat
         assert proc.poll() is None, "synthesis finished before it could be killed"
         assert time.time() < deadline
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
+    victims = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    for v in victims:  # the driver and the local Ray it started (Ray's workers leave the process group)
+        try:
+            v.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
     proc.wait()
+    psutil.wait_procs(victims, timeout=30)
     stored = len(list(objects.rglob("*.json")))
     assert stored < 400
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
