@@ -172,7 +172,7 @@ def main() -> None:
                f"`python bench/synth_scale.py` - `synthir synth corpus` with {ACTORS} http actors against the echo server at "
                f"{args.latency_ms:.0f} ms per request; peak RSS is the whole job process tree (driver + its local Ray).\n\n"
                + markdown_table(grid, keys) +
-               f"\n\nKill test: {kill['rows']} rows at concurrency {kill['concurrency']}, SIGKILL of the job's process group "
+               f"\n\nKill test: {kill['rows']} rows at concurrency {kill['concurrency']}, SIGKILL of the job's whole process tree "
                f"after {kill['stored_at_kill']} answers were stored, then a rerun: {kill['published_rows']} rows published, "
                f"{kill['lost']} lost, {kill['duplicated']} duplicated; the rerun sent {kill['rerun_sent']} requests and took "
                f"{kill['rerun_from_store']} from the store; {kill['answered_twice']} requests were answered twice by the "
