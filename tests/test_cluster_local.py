@@ -186,10 +186,14 @@ def cluster(tmp_path, s3_server):
 
 
 def _actors_by_node(cluster: LocalCluster) -> dict[str, set[str]]:
+    """Class name -> the nodes its actors were placed on (an autoscaled actor that never got a node has none)."""
     from ray.util.state import list_actors
 
     out: dict[str, set[str]] = {}
     for a in list_actors(address=cluster.dashboard, limit=1000, raise_on_missing_output=False):
+        if a.node_id is None:
+            assert a.state in ("DEPENDENCIES_UNREADY", "PENDING_CREATION", "DEAD"), (a.class_name, a.state)
+            continue
         out.setdefault(a.class_name, set()).add(a.node_id)
     return out
 

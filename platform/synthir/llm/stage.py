@@ -73,17 +73,23 @@ class _AnswerMissingHTTP:
         self.engine: HTTPEngine | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
-    async def __call__(self, batch: dict) -> dict:
+    async def answer_batch(self, batch: dict) -> tuple[list, list, dict[str, str], dict[str, str]]:
+        """Look the batch up in the store, answer what it lacks: (requests, stored records, answers by key, errors by custom_id)."""
         if self.engine is None:  # created on the actor's event loop, where every batch runs
             self.engine, self.loop = HTTPEngine(self.config.http), asyncio.get_running_loop()
         requests = _requests(batch)
         records = await asyncio.to_thread(self.store.get_many, requests)
         missing = [r for r, rec in zip(requests, records) if rec is None]
+        answers: dict[str, str] = {}
         errors: dict[str, str] = {}
-        for line in await self.engine.answer(missing, self.store, Ledger()):
+        for line in await self.engine.answer(missing, self.store, Ledger(), answers):
             custom_id, _, message = line.partition(": ")
             errors[custom_id] = message
-        return _result(batch, missing, errors)
+        return requests, records, answers, errors
+
+    async def __call__(self, batch: dict) -> dict:
+        requests, records, _, errors = await self.answer_batch(batch)
+        return _result(batch, [r for r, rec in zip(requests, records) if rec is None], errors)
 
     def __del__(self):
         # Ray Data deletes the instance when it retires the actor: close the connections on the loop that owns them

@@ -160,21 +160,7 @@ class _AnswerRowsHTTP(_AnswerMissingHTTP):
         self.prompt = prompt
 
     async def __call__(self, batch: dict) -> pa.Table:
-        import asyncio
-
-        from synthir.llm.engines import HTTPEngine
-        from synthir.llm.store import Ledger
-
-        if self.engine is None:
-            self.engine, self.loop = HTTPEngine(self.config.http), asyncio.get_running_loop()
-        requests = _requests(batch)
-        records = await asyncio.to_thread(self.store.get_many, requests)
-        missing = [r for r, rec in zip(requests, records) if rec is None]
-        answers: dict[str, str] = {}
-        failed = {}
-        for line in await self.engine.answer(missing, self.store, Ledger(), answers):
-            custom_id, _, message = line.partition(": ")
-            failed[custom_id] = message
+        requests, records, answers, failed = await self.answer_batch(batch)
         contents, sources, errors = [], [], []
         for request, record in zip(requests, records):
             if record is not None:
