@@ -1,0 +1,95 @@
+"""Bradley-Terry pairwise preference loss, Syntriever's stage-2 ablation (Kim & Baek 2025)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from synthir.dense.losses._common import Reduction, _as_candidates, _check_inputs, _embed, _reduce, _split
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+
+def bradley_terry_loss(
+    q_emb: Tensor,
+    cand_emb: Tensor | Sequence[Tensor],
+    temperature: float = 0.05,
+    *,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """Bradley-Terry ablation ``-log sigmoid(s(q, c+) - s(q, c-))``; columns ``(c+, c-)``."""
+    cand = _as_candidates(cand_emb)
+    if cand.shape[1] != 2:
+        raise ValueError(f"bradley_terry_loss needs exactly 2 candidate columns (c+, c-), got {cand.shape[1]}")
+    _check_inputs(q_emb, cand, temperature)
+    q = F.normalize(q_emb, p=2, dim=-1)
+    c = F.normalize(cand, p=2, dim=-1)
+    s = torch.einsum("bd,bcd->bc", q, c) / temperature
+    if s.dtype in (torch.float16, torch.bfloat16):
+        s = s.float()
+    return _reduce(-F.logsigmoid(s[:, 0] - s[:, 1]), reduction)
+
+
+
+class BradleyTerryLoss(nn.Module):
+    """
+    Bradley-Terry pairwise preference loss (Syntriever's stage-2 ablation). No in-batch candidates;
+    with ``s(q, c) = cos(E(q), E(c)) / temperature`` and ``sigma`` the logistic function::
+
+        L(q_i) = -log sigma( s(q_i, c_i^+) - s(q_i, c_i^-) )
+
+    averaged over the batch (Bradley & Terry 1952; the pairwise ablation of Kim & Baek 2025's stage 2, which
+    drops the in-batch candidates the partial Plackett-Luce loss ranks against).
+
+    Args:
+        model: SentenceTransformer model.
+        temperature: tau (default 0.05).
+
+    Inputs:
+        +--------------------------------------+--------+
+        | Texts                                | Labels |
+        +======================================+========+
+        | (anchor, preferred, dispreferred)    | none   |
+        +--------------------------------------+--------+
+
+    Example:
+        ::
+
+            from synthir.dense.losses import BradleyTerryLoss
+
+            loss = BradleyTerryLoss(model, temperature=0.05)
+            trainer = SentenceTransformerTrainer(model=model, train_dataset=train_dataset, loss=loss)
+            trainer.train()
+    """
+
+    def __init__(self, model: SentenceTransformer, temperature: float = 0.05) -> None:
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        self.model = model
+        self.temperature = float(temperature)
+
+    @property
+    def scale(self) -> float:
+        """Inverse temperature, as sentence-transformers calls it."""
+        return 1.0 / self.temperature
+
+    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
+        """Embed the columns and return the batch loss (labels are ignored)."""
+        return self.compute_loss_from_embeddings(_embed(self.model, sentence_features), labels)
+
+    def compute_loss_from_embeddings(self, embeddings: Sequence[Tensor], labels: Tensor | None = None) -> Tensor:
+        """Return the loss from per-column ``(B, d)`` embeddings (anchor, preferred, dispreferred)."""
+        if len(embeddings) != 3:
+            raise ValueError(f"BradleyTerryLoss expects 3 input columns (anchor, c+, c-), got {len(embeddings)}")
+        q, cand = _split(embeddings, 3)
+        return bradley_terry_loss(q, cand, self.temperature)
+
+    def get_config_dict(self) -> dict[str, Any]:
+        """Hyperparameters for the model card."""
+        return {"temperature": self.temperature}
