@@ -29,7 +29,7 @@ from datetime import date
 from pathlib import Path
 
 from synthir import storage
-from synthir.data.beir import bundled_root, load_beir
+from synthir.data.beir import bundled_root
 from synthir.dense.train import TrainConfig
 from synthir.eval.report import bar_plot, format_table, json_line, markdown_table
 from synthir.manifest import git_commit

@@ -22,6 +22,16 @@ def test_request_key_depends_on_model_messages_sampling():
     assert a.key != ChatRequest.make("x/1", "m", [{"role": "user", "content": "hi"}], {"temperature": 0.0}).key
 
 
+def test_an_imported_custom_id_answers_only_its_own_model(tmp_path):
+    store = ResponseStore(str(tmp_path))
+    recorded = ChatRequest.make("syntriever/cot/7", "teacher", [{"role": "user", "content": "old prompt"}])
+    store.put(recorded, "the answer", bind_custom_id=True)
+    reworded = ChatRequest.make("syntriever/cot/7", "teacher", [{"role": "user", "content": "old prompt, reworded"}])
+    assert store.get(reworded)["content"] == "the answer"  # the same model's answer to the same task
+    other_model = ChatRequest.make("syntriever/cot/7", "gpt-4o", [{"role": "user", "content": "old prompt"}])
+    assert store.get(other_model) is None  # never another model's answer
+
+
 def test_recorded_teacher_builds_full_table_with_zero_requests(tmp_path):
     summary = synthesize_stage1(Stage1Config(storage=str(tmp_path)))
     assert summary["rows"] == 809 and summary["requests_sent"] == 0 and summary["from_store"] == 4 * 809

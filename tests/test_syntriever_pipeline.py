@@ -1,6 +1,5 @@
 """`synthir run syntriever` end to end on a SciFact subsample: recorded teacher, Ray Train, mining, SmolLM2 judge."""
 
-import json
 import subprocess
 import sys
 

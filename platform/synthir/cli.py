@@ -291,7 +291,7 @@ def mine_log_to_requests(
     out: str = typer.Option("./runs/mined/triples.parquet", help="triples table written once every pair is answered"),
     k: int = typer.Option(5, help="top-K of each logged query compared in pairs (paper: 5)"),
     engine: str = typer.Option("batch", help="batch (export an OpenAI Batch file), http, hf or vllm"),
-    model: Optional[str] = typer.Option(None, help="the judge model (part of every request)"),
+    model: Optional[str] = typer.Option(None, help="the judge model (part of every request; default the bundled SmolLM2-135M)"),
     base_url: Optional[str] = typer.Option(None, help="http: endpoint, e.g. http://127.0.0.1:8000/v1"),
     pairs: Optional[int] = typer.Option(None, help="pairs per query (default all C(k,2))"),
     storage_root: str = typer.Option("./runs", "--storage"),
@@ -308,7 +308,7 @@ def mine_log_to_requests(
 
     _setup_logging()
     overrides = [f"engine={engine}", f"storage={storage_root}"]
-    overrides += [f"model={model}"] if model else []
+    overrides += [f"model={model or 'bundled:smollm2-135m-instruct'}"]
     overrides += [f"http.base_url={base_url}"] if base_url else []
     overrides += [f"pairs={pairs}"] if pairs else []
     try:
@@ -350,9 +350,14 @@ def run_syntriever(
             typer.echo(f"SUBSAMPLED run: {cut['queries']} queries per split, corpus {cut['corpus']} of "
                        f"{cut['full_corpus']} documents (all relevant ones kept); numbers are not comparable with "
                        f"full-corpus results.")
-        if cfg.stage2 is not None and cfg.preferences.engine == "hf":
-            typer.echo(f"stage 2: no recorded comparison answers; the local {cfg.preferences.model} judges "
-                       f"{cfg.preferences.max_queries or 'all'} queries x {cfg.preferences.pairs or 'all'} pairs.")
+        if cfg.stage2 is not None:
+            p = cfg.preferences
+            judge = ("the recorded SciFact judge (real teacher answers, 0 requests)" if p.engine == "recorded"
+                     else f"{p.model} ({p.engine})")
+            typer.echo(f"stage 2: {judge} compares {p.max_queries or 'all'} queries x {p.pairs or 'all'} pairs of "
+                       f"the stage-1 top-{cfg.mining_k}"
+                       + (f"; pairs it lacks: {'left out' if p.unrecorded == 'skip' else p.fallback_model}"
+                          if p.engine == "recorded" else "") + ".")
         out = pipeline.run(tuple(s.strip() for s in steps.split(",") if s.strip()))
     except MissingAnswers as e:
         typer.echo(str(e))
@@ -363,6 +368,15 @@ def run_syntriever(
         p = out["preferences"]
         typer.echo(f"preferences: {p['triples']} triples from {p['pairs']} pairs, {p['parse_failures']} parse failures, "
                    f"{p['swap_disagreements']} swap disagreements, {p['requests_sent']} requests sent")
+        if "coverage" in p:
+            j = p["judged_by"]
+            rest = f"{j['live']} asked of the fallback judge" if j["live"] else "left out"
+            typer.echo(f"recorded judge coverage: {p['coverage']:.1%} of comparisons ({j['recorded']} as recorded, "
+                       f"{j['recorded_reversed']} shown the other way round, {j['unrecorded']} without a recorded "
+                       f"answer: {rest})")
+        if (g := p.get("gold_agreement")) and g["agreement"] is not None:
+            typer.echo(f"judge agreement with the train qrels: prefers the gold document in {g['agreement']:.1%} "
+                       f"of {g['pairs_with_one_gold']} pairs holding exactly one")
     if out.get("table"):
         typer.echo(f"\n{cfg.dataset} / {cfg.eval_split} (%)\n{out['table']}\nplot: {out['plot']}")
     if as_json:

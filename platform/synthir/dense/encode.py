@@ -12,7 +12,6 @@ import time
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field
 
 from synthir import storage
 from synthir.config import StrictModel, execution_only

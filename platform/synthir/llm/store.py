@@ -4,7 +4,7 @@ Key = sha256 of (model, messages, sampling parameters). Each answer is one small
 ``<root>/objects/<key[:2]>/<key>.json``, written atomically the moment it arrives: a crash loses at most
 the requests in flight, and two runs writing the same key at once write the same content. Answers imported
 from an OpenAI Batch output file are also bound to their ``custom_id`` (``<root>/ids/<custom_id>.json``), so
-recorded answers replay even after a prompt file gains a comment.
+recorded answers replay even after a prompt file gains a comment (for the same model only).
 """
 
 from __future__ import annotations
@@ -90,12 +90,14 @@ class ResponseStore:
         return storage.read_json(uri) if storage.exists(uri) else None
 
     def get(self, request: ChatRequest) -> dict | None:
-        """The stored answer for ``request``: by content key, else by an imported custom_id binding."""
+        """The stored answer for ``request``: by content key, else by an imported custom_id binding of the same model."""
         record = self._read(self._object_uri(request.key))
         if record is None:
             bound = self._read(self._id_uri(request.custom_id))
             if bound is not None:
                 record = self._read(self._object_uri(bound["key"]))
+                if record is not None and record["request"].get("model") != request.model:
+                    return None  # another model's answer to the same task is not this model's answer
         return record
 
     def get_many(self, requests: list[ChatRequest]) -> list[dict | None]:

@@ -40,6 +40,7 @@ from synthir.eval.report import bar_plot, format_table
 from synthir.eval.run import dense_run
 from synthir.manifest import Manifest
 from synthir.runtime import RayConfig, init_ray
+from synthir.synth.answer import MissingAnswers
 from synthir.synth.preferences import PreferenceConfig, synthesize_preferences
 from synthir.synth.syntriever import Stage1Config, synthesize_stage1
 
@@ -180,7 +181,19 @@ class SyntrieverPipeline:
         prefs = self.config.preferences.model_copy(update={"storage": self.config.storage})
         queries = dict(zip(self.dataset.queries["id"].to_pylist(), self.dataset.queries["text"].to_pylist()))
         uri = storage.join(self.stage2_dir, "triples.parquet")
-        return synthesize_preferences(topk, queries, self.dataset.passages(), prefs, uri)
+        try:
+            return synthesize_preferences(topk, queries, self.dataset.passages(), prefs, uri,
+                                          qrels=self.dataset.qrels_dict(self.config.train_split))
+        except MissingAnswers as e:  # name the run whose top-K these are, so their answers find the right run
+            storage.write_json(e.uri + ".meta.json", self.export_meta(prefs))
+            raise
+
+    def export_meta(self, prefs: PreferenceConfig) -> dict:
+        """What a comparison export was made from: the stage-1 model, its config hash, the top-K and the judge."""
+        return {"stage1_model": storage.join(self.stage1_dir, "model"), "stage1_key": self.stage1_key,
+                "data_key": self.data_key, "dataset": self.config.dataset, "split": self.config.train_split,
+                "encoder": self.config.encoder.model, "mining_k": self.config.mining_k,
+                "pairs": prefs.pairs or "all", "judge_model": prefs.live_judge()[1], "run": self.config.name}
 
     def stage2(self, triples_uri: str) -> dict:
         """Train stage 2 from the stage-1 model on the triples."""

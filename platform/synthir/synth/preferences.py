@@ -4,11 +4,17 @@ For every query, ``pairs`` distinct pairs of its top-K candidates (default all C
 with the ``syntriever_compare`` prompt, named ``syntriever/compare/<query_id>/<doc_a>/<doc_b>`` (doc_a shown as
 Passage #1). With ``position_swap`` each pair is also asked in the other order and kept only when both answers
 agree, which cancels the LLM's position bias. Each kept verdict is a triple (q, c+, c-). Answers that cannot be
-parsed are counted and kept in the table (``parse_failure``), never turned into a label.
+parsed are counted, never turned into a label.
+
+With ``engine: recorded`` the bundled real judge answers for SciFact train (``_data/scifact/teacher/compare-*``,
+8,090 comparisons of one stage-1 model's top-5) are imported into the response store once and replayed: 0
+requests. A stage-1 model that mines a different top-5 has pairs the recording lacks; the summary counts them
+(``coverage``) and ``unrecorded`` decides: leave them out, or ask ``fallback_engine`` / ``fallback_model``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 import time
@@ -23,9 +29,11 @@ from synthir.llm.engines import HTTPEngineConfig, VLLMEngineConfig
 from synthir.llm.hf_engine import HFEngineConfig
 from synthir.llm.parse import ParseFailure, parse_passage_choice
 from synthir.llm.prompts import load_prompt
+from synthir.llm.batchfile import import_answers
 from synthir.llm.store import ChatRequest, Ledger, ResponseStore
 from synthir.runtime import RayConfig
 from synthir.synth.answer import answer_requests
+from synthir.synth.syntriever import RECORDED_MODEL, recorded_teacher_dir
 
 TRIPLES_SCHEMA = pa.schema([
     ("query_id", pa.string()), ("query", pa.string()), ("c_plus_id", pa.string()), ("c_minus_id", pa.string()),
@@ -34,10 +42,18 @@ TRIPLES_SCHEMA = pa.schema([
 
 
 class PreferenceConfig(StrictModel):
-    """Which pairs to compare and which engine answers them."""
+    """Which pairs to compare and which judge answers them."""
 
-    engine: Literal["batch", "http", "hf", "vllm"] = Field("hf", description="batch exports the requests as an OpenAI Batch file")
-    model: str = Field("bundled:smollm2-135m-instruct", description="the judge model name (part of every request key)")
+    engine: Literal["recorded", "batch", "http", "hf", "vllm"] = Field(
+        "recorded", description="recorded: the bundled SciFact judge (0 requests); batch: export an OpenAI Batch file")
+    model: str = Field(RECORDED_MODEL, description="the judge model name (part of every request key)")
+    unrecorded: Literal["skip", "judge"] = Field(
+        "skip", description="engine recorded: pairs without a recorded answer are left out (skip) or asked of fallback_engine (judge)")
+    reuse_reversed: bool = Field(
+        True, description="engine recorded: the recorded answer for (b, a) answers (a, b) too, flipped: the recorded "
+                          "judge ranked each query's five candidates together, so its answers carry no position")
+    fallback_engine: Literal["batch", "http", "hf", "vllm"] = Field("hf", description="engine recorded, unrecorded judge: who asks the rest")
+    fallback_model: str = Field("bundled:smollm2-135m-instruct", description="the model fallback_engine asks")
     pairs: int | None = Field(None, ge=1, description="N distinct pairs per query (sampled); None: all C(K,2)")
     position_swap: bool = Field(False, description="ask both orders, keep the verdicts that agree")
     max_queries: int | None = Field(None, ge=1, description="only the first N queries (a CPU demo subset)")
@@ -52,10 +68,19 @@ class PreferenceConfig(StrictModel):
     ray: RayConfig = execution_only(RayConfig())
 
     @model_validator(mode="after")
-    def _hf_model(self) -> "PreferenceConfig":
-        if self.engine == "hf" and self.hf.model != self.model:
-            self.hf = self.hf.model_copy(update={"model": self.model})
+    def _judge_model(self) -> "PreferenceConfig":
+        if self.engine == "recorded" and self.model != RECORDED_MODEL:
+            raise ValueError(f"engine 'recorded' replays model {RECORDED_MODEL!r}, not {self.model!r}")
+        engine, model = self.live_judge()
+        if engine == "hf" and self.hf.model != model:
+            self.hf = self.hf.model_copy(update={"model": model})
         return self
+
+    def live_judge(self) -> tuple[str, str]:
+        """(engine, model) that answer the requests with no stored answer."""
+        if self.engine == "recorded":
+            return self.fallback_engine, self.fallback_model
+        return self.engine, self.model
 
 
 def compare_request(qid: str, question: str, doc_a: str, doc_b: str, passage_a: str, passage_b: str, model: str,
@@ -91,49 +116,131 @@ def build_compare_requests(topk: pa.Table, queries: dict[str, str], passages: di
     return out
 
 
+def import_recorded_judge(store: ResponseStore) -> dict:
+    """Import the bundled SciFact comparison answers into ``store`` once; returns the import counts."""
+    marker = storage.join(store.root, "imported", "scifact-compare.json")
+    if storage.exists(marker):
+        return storage.read_json(marker)
+    base = recorded_teacher_dir()
+    counts = import_answers(storage.join(base, "compare-requests.jsonl.gz"), storage.join(base, "compare-answers.jsonl.gz"), store)
+    storage.write_json(marker, counts)
+    return counts
+
+
+def _pick(text: str, first: str, second: str) -> str | None:
+    """The document an answer picks, ``first`` shown as Passage #1 (None: no clear pick)."""
+    try:
+        return first if parse_passage_choice(text) == 1 else second
+    except ParseFailure:
+        return None
+
+
+_UNANSWERED = object()  # a request no judge answered (unrecorded: skip)
+
+
+def _judge(jobs: list[tuple[str, ChatRequest, str, str]], queries: dict[str, str], passages: dict[str, str],
+           config: PreferenceConfig, store: ResponseStore, ledger: Ledger) -> tuple[list, dict[str, int]]:
+    """The pick of every ``(qid, request, first, second)`` job (a doc id, None, or _UNANSWERED) and who answered.
+
+    Live engines answer every request, store first. The recorded judge answers the requests it has, exactly or
+    (``reuse_reversed``) shown the other way round; the rest are left unanswered or asked of the fallback judge,
+    as ``unrecorded`` says.
+    """
+    picks: list = [_UNANSWERED] * len(jobs)
+    counts = {"recorded": 0, "recorded_reversed": 0, "unrecorded": 0, "live": 0}
+    todo = list(range(len(jobs)))
+    if config.engine == "recorded":
+        import_recorded_judge(store)
+        for j, rec in zip(todo, store.get_many([jobs[j][1] for j in todo])):
+            if rec is not None:
+                picks[j] = _pick(rec["content"], jobs[j][2], jobs[j][3])
+                counts["recorded"] += 1
+        todo = [j for j in todo if picks[j] is _UNANSWERED]
+        if config.reuse_reversed and todo:
+            flipped = [compare_request(q, queries[q], b, a, passages[b], passages[a], req.model, config.max_tokens)
+                       for q, req, a, b in (jobs[j] for j in todo)]
+            for j, rec in zip(todo, store.get_many(flipped)):
+                if rec is not None:
+                    picks[j] = _pick(rec["content"], jobs[j][3], jobs[j][2])
+                    counts["recorded_reversed"] += 1
+            todo = [j for j in todo if picks[j] is _UNANSWERED]
+        counts["unrecorded"] = len(todo)
+        ledger.from_store += len(jobs) - len(todo)
+        if config.unrecorded == "skip":
+            return picks, counts
+    engine, model = config.live_judge()
+    live = config.model_copy(update={"engine": engine, "model": model})
+    requests = [dataclasses.replace(jobs[j][1], model=model) for j in todo]
+    for j, text in zip(todo, answer_requests(store, requests, live, ledger) if requests else []):
+        picks[j] = _pick(text, jobs[j][2], jobs[j][3])
+    counts["live"] = len(todo)
+    return picks, counts
+
+
+def gold_agreement(triples: list[tuple[str, str, str]], qrels: dict[str, dict[str, int]]) -> dict:
+    """How often the judge prefers the gold document, on the pairs that hold exactly one (``(qid, c+, c-)``)."""
+    one_gold = [(q, p, m) for q, p, m in triples if (qrels.get(q, {}).get(p, 0) > 0) != (qrels.get(q, {}).get(m, 0) > 0)]
+    agree = sum(1 for q, p, _ in one_gold if qrels[q].get(p, 0) > 0)
+    return {"pairs_with_one_gold": len(one_gold), "prefers_gold": agree,
+            "agreement": round(agree / len(one_gold), 4) if one_gold else None}
+
+
 def synthesize_preferences(topk: pa.Table, queries: dict[str, str], passages: dict[str, str],
-                           config: PreferenceConfig, out_uri: str) -> dict:
-    """Ask every comparison (store first), write the triples table to ``out_uri``; returns the summary."""
+                           config: PreferenceConfig, out_uri: str, qrels: dict[str, dict[str, int]] | None = None) -> dict:
+    """Ask every comparison (store first), write the triples table to ``out_uri``; returns the summary.
+
+    With ``qrels`` (the training split's) the summary says how often the judge prefers the gold document.
+    """
     start = time.perf_counter()
     store = ResponseStore(storage.join(config.storage, "responses"))
     ledger = Ledger()
     pairs = build_compare_requests(topk, queries, passages, config)
-    flat = [r for _, _, _, reqs in pairs for r in reqs]
-    answers = dict(zip((r.key for r in flat), answer_requests(store, flat, config, ledger))) if flat else {}
+    jobs = [(qid, req, first, second) for qid, a, b, reqs in pairs
+            for req, (first, second) in zip(reqs, ((a, b), (b, a)))]
+    picks, judged = _judge(jobs, queries, passages, config, store, ledger)
     rows = {name: [] for name in TRIPLES_SCHEMA.names}
-    failures = disagreements = 0
+    failures = disagreements = unanswered = 0
+    kept = []
+    j = 0
     for qid, a, b, reqs in pairs:
-        picks = []
-        for req, (first, second) in zip(reqs, ((a, b), (b, a))):
-            try:
-                picks.append(first if parse_passage_choice(answers[req.key]) == 1 else second)
-            except ParseFailure:
-                failures += 1
-                picks.append(None)
-        if None in picks:
+        mine, j = picks[j: j + len(reqs)], j + len(reqs)
+        if any(p is _UNANSWERED for p in mine):
+            unanswered += 1
             continue
-        if len(set(picks)) > 1:
+        failures += sum(p is None for p in mine)
+        if None in mine:
+            continue
+        if len(set(mine)) > 1:
             disagreements += 1
             continue
-        plus = picks[0]
+        plus = mine[0]
         minus = b if plus == a else a
+        kept.append((qid, plus, minus))
         for name, value in (("query_id", qid), ("query", queries[qid]), ("c_plus_id", plus), ("c_minus_id", minus),
                             ("c_plus", passages[plus]), ("c_minus", passages[minus]),
                             ("request_keys", [r.key for r in reqs])):
             rows[name].append(value)
     table = pa.table(rows, schema=TRIPLES_SCHEMA)
     storage.write_table(out_uri, table)
-    first_shown = sum(1 for (_, a, _, reqs) in pairs for req in reqs[:1]
-                      if req.key in answers and _safe_choice(answers[req.key]) == 1)
-    return {"pairs": len(pairs), "requests": len(flat), "triples": table.num_rows, "parse_failures": failures,
-            "swap_disagreements": disagreements, "passage1_rate": round(first_shown / max(1, len(pairs)), 3),
-            "requests_sent": ledger.sent, "from_store": ledger.from_store, "tokens": ledger.tokens,
-            "table": out_uri, "wall_s": round(time.perf_counter() - start, 2)}
+    summary = {"pairs": len(pairs), "requests": len(jobs), "triples": table.num_rows, "parse_failures": failures,
+               "swap_disagreements": disagreements, "unanswered_pairs": unanswered, "judged_by": judged,
+               "passage1_rate": _passage1_rate(pairs, picks),
+               "requests_sent": ledger.sent, "from_store": ledger.from_store, "tokens": ledger.tokens,
+               "table": out_uri, "wall_s": round(time.perf_counter() - start, 2)}
+    if config.engine == "recorded":
+        summary["coverage"] = round((judged["recorded"] + judged["recorded_reversed"]) / max(1, len(jobs)), 4)
+    if qrels is not None:
+        summary["gold_agreement"] = gold_agreement(kept, qrels)
+    return summary
 
 
-def _safe_choice(text: str) -> int | None:
-    """The parsed pick, or None (for the position-bias statistic)."""
-    try:
-        return parse_passage_choice(text)
-    except ParseFailure:
-        return None
+def _passage1_rate(pairs: list, picks: list) -> float:
+    """Share of answered pairs whose first-shown answer picks Passage #1 (the position-bias statistic)."""
+    shown_first, answered, j = 0, 0, 0
+    for _, a, _, reqs in pairs:
+        p = picks[j]
+        j += len(reqs)
+        if p is not _UNANSWERED and p is not None:
+            answered += 1
+            shown_first += p == a
+    return round(shown_first / max(1, answered), 3)

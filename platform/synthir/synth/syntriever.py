@@ -65,10 +65,15 @@ class Stage1Config(StrictModel):
     ray: RayConfig = execution_only(RayConfig())
 
 
+def recorded_teacher_dir() -> str:
+    """The folder of the bundled SciFact teacher answers (OpenAI Batch files, README with their SOURCE)."""
+    return str(resources.files("synthir") / "_data" / "scifact" / "teacher")
+
+
 def recorded_teacher_files() -> tuple[str, str]:
-    """The bundled SciFact teacher files: (Batch requests, Batch answers)."""
-    base = resources.files("synthir") / "_data" / "scifact" / "teacher"
-    return str(base / "stage1-requests.jsonl.gz"), str(base / "stage1-answers.jsonl.gz")
+    """The bundled SciFact stage-1 teacher files: (Batch requests, Batch answers)."""
+    base = recorded_teacher_dir()
+    return storage.join(base, "stage1-requests.jsonl.gz"), storage.join(base, "stage1-answers.jsonl.gz")
 
 
 def build_requests(task: str, qid: str, model: str, max_tokens: int | None = None, **variables) -> ChatRequest:
