@@ -15,7 +15,7 @@ EXECUTION = [
     "index.use_gpu=true",
 ]
 CONTENT = ["teacher.model=other-teacher", "stage1.train.lr=1e-4", "stage1.train.num_workers=2", "encoder.pooling=mean",
-           "mining_k=7", "preferences.model=judge-2", "subsample.train_queries=10", "teacher.max_tokens=64"]
+           "mining_k=7", "preferences.fallback_model=judge-2", "preferences.reuse_reversed=false", "subsample.train_queries=10", "teacher.max_tokens=64"]
 
 
 def _keys(overrides):

@@ -98,6 +98,8 @@ class LocalCluster:
         before = self._alive_nodes()
         ports = _free_ports(6)
         workers = _free_ports(1)[0]
+        while any(workers <= p <= workers + 200 for p in ports):  # Ray refuses a worker range holding its own ports
+            workers = _free_ports(1)[0]
         # each node its own temp dir, as on separate machines: nodes that shared one would share runtime_resources/,
         # and one node's runtime-env agent would delete a working_dir another node's processes still run in
         temp_dir = tempfile.mkdtemp(prefix="rc-", dir="/tmp")
