@@ -29,11 +29,10 @@ from synthir.llm.engines import HTTPEngineConfig, VLLMEngineConfig
 from synthir.llm.hf_engine import HFEngineConfig
 from synthir.llm.parse import ParseFailure, parse_passage_choice
 from synthir.llm.prompts import load_prompt
-from synthir.llm.batchfile import import_answers
 from synthir.llm.store import ChatRequest, Ledger, ResponseStore
 from synthir.runtime import RayConfig
 from synthir.synth.answer import answer_requests
-from synthir.synth.syntriever import RECORDED_MODEL, recorded_teacher_dir
+from synthir.synth.syntriever import RECORDED_MODEL, import_recorded, recorded_teacher_dir
 
 TRIPLES_SCHEMA = pa.schema([
     ("query_id", pa.string()), ("query", pa.string()), ("c_plus_id", pa.string()), ("c_minus_id", pa.string()),
@@ -118,13 +117,9 @@ def build_compare_requests(topk: pa.Table, queries: dict[str, str], passages: di
 
 def import_recorded_judge(store: ResponseStore) -> dict:
     """Import the bundled SciFact comparison answers into ``store`` once; returns the import counts."""
-    marker = storage.join(store.root, "imported", "scifact-compare.json")
-    if storage.exists(marker):
-        return storage.read_json(marker)
     base = recorded_teacher_dir()
-    counts = import_answers(storage.join(base, "compare-requests.jsonl.gz"), storage.join(base, "compare-answers.jsonl.gz"), store)
-    storage.write_json(marker, counts)
-    return counts
+    return import_recorded(store, "scifact-compare", storage.join(base, "compare-requests.jsonl.gz"),
+                           storage.join(base, "compare-answers.jsonl.gz"))
 
 
 def _pick(text: str, first: str, second: str) -> str | None:

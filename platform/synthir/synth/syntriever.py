@@ -70,6 +70,16 @@ def recorded_teacher_dir() -> str:
     return str(resources.files("synthir") / "_data" / "scifact" / "teacher")
 
 
+def import_recorded(store: ResponseStore, name: str, requests_uri: str, answers_uri: str) -> dict:
+    """Import a recorded Batch answer file into ``store`` once (a marker ``imported/<name>.json`` says it was done)."""
+    marker = storage.join(store.root, "imported", f"{name}.json")
+    if storage.exists(marker):
+        return storage.read_json(marker)
+    counts = import_answers(requests_uri, answers_uri, store)
+    storage.write_json(marker, counts)
+    return counts
+
+
 def recorded_teacher_files() -> tuple[str, str]:
     """The bundled SciFact stage-1 teacher files: (Batch requests, Batch answers)."""
     base = recorded_teacher_dir()
@@ -94,9 +104,7 @@ def synthesize_stage1(config: Stage1Config) -> dict:
             raise ValueError(f"engine 'recorded' replays model {RECORDED_MODEL!r}, not {config.model!r}")
         req_uri, ans_uri = recorded_teacher_files()
         manifest.input("teacher_answers", ans_uri)
-        marker = storage.join(store.root, "imported", "scifact-stage1.json")
-        if not storage.exists(marker):
-            storage.write_json(marker, import_answers(req_uri, ans_uri, store))
+        import_recorded(store, "scifact-stage1", req_uri, ans_uri)
     ds = load_beir(config.dataset, splits=(config.split,))
     passages = ds.passages()
     qrels = ds.qrels_dict(config.split)
