@@ -9,11 +9,16 @@ Two phases, one command:
    corpus: ``base``, ``gold_only`` (in-batch InfoNCE, same steps and batch), ``stage1`` (the chosen variant),
    ``stage1_paper_loss``, ``stage1_cot_only`` / ``stage1_pm_only`` (the paper's ablation, with the chosen loss),
    and one row per other variant.
+3. ``stage2``: ``stage2`` (partial Plackett-Luce) and ``stage2_bt`` (Bradley-Terry), each trained from the chosen
+   stage-1 model of seed 0 (the model whose top-5 the recorded judge answered) with the recorded judge, the paper's
+   N = 10 pairs per query and batch 100, once per ``--stage2-seeds`` seed (the stage-2 shuffle and init of its
+   training). ``--stage2-only`` runs just this phase and merges its rows into the recorded results.
 
 Every step is cached under ``--storage`` (rerun to continue). Writes ``bench/results/syntriever-scifact.json``
 (one object per row: row, ndcg@1/3/5/10, train_s, examples_per_s, seed), a PNG plot beside it, and a section
 in ``docs/benchmarks.md``.
-Run: python bench/syntriever_scifact.py [--seeds 0,1,2] [--seed-rows gold_only,stage1] [--epochs 1] [--storage ./runs/bench] [--json]
+Run: python bench/syntriever_scifact.py [--seeds 0,1,2] [--seed-rows gold_only,stage1] [--stage2-seeds 0,1,2]
+     [--stage2-only] [--epochs 1] [--storage ./runs/bench] [--json]
 """
 
 from __future__ import annotations
@@ -46,6 +51,9 @@ VARIANTS = {
     "stage1_gold_plus_synthetic": ("full", "gold_plus_synthetic", 0),
     "stage1_per_positive_mined": ("full", "per_positive", 3),
 }
+#: stage-2 rows: their loss
+STAGE2_ROWS = {"stage2": "pl", "stage2_bt": "bt"}
+RESULTS = ROOT / "bench" / "results" / "syntriever-scifact.json"
 
 
 def heldout_dataset(root: str, fraction: float = 0.2, seed: int = 0) -> str:
@@ -67,7 +75,7 @@ def heldout_dataset(root: str, fraction: float = 0.2, seed: int = 0) -> str:
 
 
 def row_config(row: str, variant: tuple[str, str, int], args, seed: int, **data) -> SyntrieverConfig:
-    """The pipeline config of one benchmark row (stage 2 is off: no recorded comparison answers exist)."""
+    """The pipeline config of one stage-1 benchmark row (stage 2 off)."""
     columns, mode, mined = variant
     loss = "infonce" if columns == "gold_only" else "distill"
     train = TrainConfig(loss=loss, distill_mode=mode, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -92,16 +100,63 @@ def run_row(cfg: SyntrieverConfig, base_only: bool = False) -> dict:
     return out["rows"][0] if base_only else out["rows"][-1]
 
 
-def export_compare_requests(cfg: SyntrieverConfig) -> str:
-    """Export P_compare for the stage-1 model's top-5 of every training query as ``bench/scifact/compare-requests.jsonl.gz``."""
-    judge = PreferenceConfig(engine="batch", model="recorded-teacher", pairs=None, storage=cfg.storage)
+def stage2_config(chosen: str, loss: str, args, seed: int) -> SyntrieverConfig:
+    """A stage-2 row: the recorded judge on the chosen stage-1 model of seed 0, trained with ``loss`` and ``seed``."""
+    cfg = row_config("stage1", VARIANTS[chosen], args, 0)
+    train = cfg.stage1.train.model_copy(update={"loss": loss, "batch_size": 100, "seed": seed})
+    return cfg.model_copy(update={"preferences": PreferenceConfig(), "stage2": train})
+
+
+def run_stage2_row(cfg: SyntrieverConfig) -> tuple[dict, dict]:
+    """Mine, judge (recorded), train and evaluate one stage-2 row; returns its metrics and the judge summary."""
+    out = SyntrieverPipeline(cfg).run(("synth", "stage1", "mine", "preferences", "stage2", "eval"))
+    prefs = out["preferences"]
+    judge = {k: prefs[k] for k in ("pairs", "requests", "triples", "coverage", "judged_by", "unanswered_pairs",
+                                   "parse_failures", "swap_disagreements", "passage1_rate", "requests_sent", "gold_agreement")}
+    return out["rows"][-1], judge
+
+
+def stage2_phase(chosen: str, args, seeds: list[int], on_row=None) -> tuple[list[dict], dict]:
+    """Every stage-2 row for every seed (``on_row(rows, judge)`` after each); returns the rows and the judge summary."""
+    rows, judge = [], {}
+    for seed in seeds:
+        for name, loss in STAGE2_ROWS.items():
+            r, judge = run_stage2_row(stage2_config(chosen, loss, args, seed))
+            rows.append({"row": name, **{m: r[m] for m in NDCG}, "train_s": r.get("train_s"),
+                         "examples_per_s": r.get("examples_per_s"), "seed": seed, "init": f"{chosen} seed 0"})
+            print(format_table(rows[-1:], ["row", *NDCG, "train_s", "examples_per_s", "seed"], percent=NDCG), flush=True)
+            if on_row:
+                on_row(rows, judge)
+    return rows, judge
+
+
+def judge_markdown(judge: dict) -> str:
+    """The recorded judge's coverage and agreement as a sentence for docs/benchmarks.md."""
+    g = judge["gold_agreement"]
+    return (f"Judge (recorded teacher, `preferences.engine: recorded`): {judge['pairs']} pairs of the stage-1 top-5 "
+            f"({judge['requests']} requests with both orders), coverage {judge['coverage']:.2%} "
+            f"(judged_by {judge['judged_by']}), {judge['requests_sent']} requests sent, {judge['triples']} triples; "
+            f"parse failures {judge['parse_failures']}, ties 0 (the prompt offers none), order disagreements "
+            f"{judge['swap_disagreements']}; it picks Passage #1 in {judge['passage1_rate']:.1%} of answers; on the "
+            f"{g['pairs_with_one_gold']} pairs with exactly one gold document it prefers the gold one "
+            f"{g['prefers_gold']} times ({g['agreement']:.1%}).")
+
+
+def export_compare_requests(cfg: SyntrieverConfig, out: Path) -> str:
+    """Export, as an OpenAI Batch file at ``out``, the P_compare requests of a stage-1 model's top-5 the store lacks.
+
+    The recorded answers (``synthir/_data/scifact/teacher/compare-*``) cover the seed-0 default; a different
+    stage-1 model mines other candidates, and this writes what a judge must still be asked (``<out>.meta.json``
+    names the model).
+    """
+    judge = PreferenceConfig(engine="batch", model="recorded-teacher", pairs=None)
     pipe = SyntrieverPipeline(cfg.model_copy(update={"preferences": judge, "stage2": TrainConfig(loss="pl", batch_size=100)}))
     try:
         pipe.run(("mine", "preferences"))
     except MissingAnswers as e:
-        out = ROOT / "bench" / "scifact" / "compare-requests.jsonl.gz"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(gzip.compress(storage.read_bytes(e.uri), mtime=0))
+        storage.write_bytes(str(out) + ".meta.json", storage.read_bytes(e.uri + ".meta.json"))
         return str(out)
     raise RuntimeError("every comparison already has an answer in the store; nothing to export")
 
@@ -114,6 +169,47 @@ def mean_over_seeds(rows: list[dict]) -> list[dict]:
         sd = statistics.stdev(r["ndcg@10"] for r in runs) if len(runs) > 1 else None
         out.append({"row": name, **{m: statistics.mean(r[m] for r in runs) for m in NDCG}, "ndcg@10_sd": sd, "seeds": len(runs)})
     return out
+
+
+def write_results(result: dict) -> None:
+    """Write the results JSON and its plot (mean over seeds per row)."""
+    storage.write_json(str(RESULTS), result)
+    bar_plot(result["mean_over_seeds"], "row", NDCG, str(RESULTS.with_suffix(".png")),
+             title="SciFact test, MiniLM + recorded teacher (stage 1 and 2)")
+
+
+def stage2_main(args, seeds: list[int]) -> None:
+    """Run the stage-2 rows from the recorded results' chosen stage 1; merge them in after every row."""
+    result = storage.read_json(str(RESULTS))
+    settings = argparse.Namespace(**{**result["settings"], "storage": args.storage})
+    kept = [r for r in result["rows"] if r["row"] not in STAGE2_ROWS]
+    start = time.perf_counter()
+
+    def merge(new_rows: list[dict], judge: dict) -> None:
+        rows = kept + new_rows
+        result.update(rows=rows, mean_over_seeds=mean_over_seeds(rows), stage2_judge=judge,
+                      stage2_settings={"seeds": seeds, "commit": git_commit(), "date": date.today().isoformat(),
+                                       "wall_s": round(time.perf_counter() - start, 1)})
+        write_results(result)
+
+    s2_rows, judge = stage2_phase(result["chosen_stage1"], settings, seeds, on_row=merge)
+    cols = ["row", *NDCG, "train_s", "examples_per_s", "seed"]
+    stage1 = [r for r in mean_over_seeds(kept) if r["row"] in ("base", "gold_only", "stage1")]
+    means = stage1 + mean_over_seeds(s2_rows)
+    print(format_table(means, ["row", *NDCG, "ndcg@10_sd", "seeds"], percent=NDCG))
+    machine = f"{platform.machine()} {os.cpu_count()} cores, CPU"
+    md = (f"\n### Syntriever stage 2 on SciFact test (MiniLM, recorded judge) — {date.today().isoformat()}, {machine}, "
+          f"commit {git_commit()}\n\n`python bench/syntriever_scifact.py --stage2-only --stage2-seeds "
+          f"{','.join(map(str, seeds))}`: from the `{result['chosen_stage1']}` stage-1 model of seed 0, 1 epoch, "
+          f"batch 100, lr {settings.lr}, N = 10 pairs per query (all pairs of the top-5), train max_seq_length "
+          f"{settings.max_seq_length}; the seed is stage 2's own.\n\n{markdown_table(s2_rows, cols, percent=NDCG)}\n\n"
+          f"Mean over seeds (stage-1 rows from the run above):\n\n"
+          f"{markdown_table(means, ['row', *NDCG, 'ndcg@10_sd', 'seeds'], percent=[*NDCG, 'ndcg@10_sd'])}\n\n"
+          f"{judge_markdown(judge)}\n")
+    with open(ROOT / "docs" / "benchmarks.md", "a") as f:
+        f.write(md)
+    if args.json:
+        print(json_line({f"{r['row']}/s{r['seed']}/ndcg@10": r["ndcg@10"] for r in s2_rows} | {"coverage": judge["coverage"]}))
 
 
 def main() -> None:
@@ -129,11 +225,19 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--variants", default=",".join(VARIANTS), help="stage-1 variants to select among")
     ap.add_argument("--seed-rows", default="", help="comma-separated rows that get the seeds after the first (default: all)")
-    ap.add_argument("--export-only", metavar="VARIANT", help="only export the comparison requests of this stage-1 variant")
+    ap.add_argument("--stage2-seeds", default="0,1,2", help="comma-separated stage-2 training seeds ('' for none)")
+    ap.add_argument("--stage2-only", action="store_true", help="only the stage-2 rows, merged into the recorded results")
+    ap.add_argument("--export-only", metavar="VARIANT", help="only export the comparison requests the store lacks for "
+                                                             "this stage-1 variant (seed 0) to runs/compare-requests.jsonl.gz")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.export_only:
-        print(export_compare_requests(row_config("stage1", VARIANTS[args.export_only], args, 0)))
+        print(export_compare_requests(row_config("stage1", VARIANTS[args.export_only], args, 0),
+                                      ROOT / "runs" / "compare-requests.jsonl.gz"))
+        return
+    stage2_seeds = [int(s) for s in args.stage2_seeds.split(",") if s.strip()]
+    if args.stage2_only:
+        stage2_main(args, stage2_seeds)
         return
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = {v: VARIANTS[v] for v in args.variants.split(",")}
@@ -164,14 +268,13 @@ def main() -> None:
                          "examples_per_s": r.get("examples_per_s"), "seed": seed})
             print(format_table(rows[-1:], ["row", *NDCG, "train_s", "examples_per_s", "seed"], percent=NDCG), flush=True)
 
-    exported = export_compare_requests(row_config("stage1", variants[chosen], args, seeds[0]))
+    s2_rows, judge = stage2_phase(chosen, args, stage2_seeds)
+    rows += s2_rows
     result = {"date": date.today().isoformat(), "machine": f"{platform.machine()} {os.cpu_count()} cores, CPU",
               "commit": git_commit(), "settings": vars(args), "chosen_stage1": chosen,
               "selection_heldout_train": selection, "rows": rows, "mean_over_seeds": mean_over_seeds(rows),
-              "compare_requests": os.path.relpath(exported, ROOT), "wall_s": round(time.perf_counter() - start, 1)}
-    storage.write_json(str(ROOT / "bench" / "results" / "syntriever-scifact.json"), result)
-    bar_plot(result["mean_over_seeds"], "row", NDCG, str(ROOT / "bench" / "results" / "syntriever-scifact.png"),
-             title="SciFact test, MiniLM + recorded teacher (stage 1)")
+              "stage2_judge": judge, "wall_s": round(time.perf_counter() - start, 1)}
+    write_results(result)
     cols = ["row", *NDCG, "train_s", "examples_per_s", "seed"]
     print(format_table(rows, cols, percent=NDCG))
     md = (f"\n### Syntriever stage 1 on SciFact test (MiniLM, recorded teacher) — {result['date']}, {result['machine']}, "
@@ -184,7 +287,7 @@ def main() -> None:
           f"{markdown_table(rows, cols, percent=NDCG)}\n\n"
           f"Mean over seeds (sd of nDCG@10 where a row has several):\n\n"
           f"{markdown_table(result['mean_over_seeds'], ['row', *NDCG, 'ndcg@10_sd', 'seeds'], percent=[*NDCG, 'ndcg@10_sd'])}"
-          f"\n\n![](../bench/results/syntriever-scifact.png)\n")
+          f"\n\n{judge_markdown(judge) if judge else ''}\n\n![](../bench/results/syntriever-scifact.png)\n")
     with open(ROOT / "docs" / "benchmarks.md", "a") as f:
         f.write(md)
     if args.json:
