@@ -35,7 +35,9 @@ def _fail(err: Exception) -> None:
 
 
 def _setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    """synthir's own INFO lines on stderr; other libraries' only from WARNING up."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("synthir").setLevel(logging.INFO)
 
 
 @app.command("eval")
@@ -336,8 +338,9 @@ def run_syntriever(
     """Syntriever end to end: stage-1 synthesis and training, top-K mining, LLM preferences, stage 2, evaluation."""
     from synthir.config import ConfigError, load_config
     from synthir.data.beir import DataError
-    from synthir.eval.report import json_line
+    from synthir.eval.report import benchmark_line, bundled_benchmark, json_line
     from synthir.pipelines.syntriever import SyntrieverConfig, SyntrieverPipeline
+    from synthir.runtime import init_ray, ray_log_dir
     from synthir.storage import StorageError
     from synthir.synth.answer import MissingAnswers
 
@@ -358,6 +361,9 @@ def run_syntriever(
                        f"the stage-1 top-{cfg.mining_k}"
                        + (f"; pairs it lacks: {'left out' if p.unrecorded == 'skip' else p.fallback_model}"
                           if p.engine == "recorded" else "") + ".")
+        if not cfg.ray.log_to_driver:
+            init_ray(cfg.ray)
+            typer.echo(f"Ray workers' logs (training, encoding): {ray_log_dir()}")
         out = pipeline.run(tuple(s.strip() for s in steps.split(",") if s.strip()))
     except MissingAnswers as e:
         typer.echo(str(e))
@@ -379,6 +385,8 @@ def run_syntriever(
                        f"of {g['pairs_with_one_gold']} pairs holding exactly one")
     if out.get("table"):
         typer.echo(f"\n{cfg.dataset} / {cfg.eval_split} (%)\n{out['table']}\nplot: {out['plot']}")
+        if (reference := bundled_benchmark(cfg.dataset)) and cfg.eval_split == reference["split"]:
+            typer.echo("\n" + benchmark_line(reference))
     if as_json:
         typer.echo(json_line({f"{r['row']}/{m}": r[m] for r in out["rows"] for m in cfg.eval_metrics}
                              | {"timings_s": out["timings_s"]}))

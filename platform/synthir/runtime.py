@@ -24,6 +24,39 @@ class RayConfig(StrictModel):
     num_gpus: int | None = Field(None, ge=0)
     include_dashboard: bool = False
     object_store_memory_mb: int | None = Field(None, ge=64)
+    log_to_driver: bool = Field(True, description="print Ray workers' output here; false: only in Ray's log files "
+                                                  "(see ray_log_dir), with one progress bar per step on this terminal")
+
+
+_state: dict[str, bool] = {"log_to_driver": True}
+
+
+def logs_to_driver() -> bool:
+    """Whether Ray workers' output reaches this process's terminal (the ``log_to_driver`` it was started with)."""
+    return _state["log_to_driver"]
+
+
+def ray_log_dir() -> str | None:
+    """Where this Ray session writes its logs (workers', Ray Data's ray-data.log), or None before ``init_ray``."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    node = ray._private.worker._global_node  # no public API names the session's log folder
+    return node.get_logs_dir_path() if node is not None else None
+
+
+def _quiet_ray_data() -> None:
+    """Ray Data on this driver: one plain tqdm bar per dataset; its log lines only in ``ray-data.log``."""
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_operator_progress_bars = False
+    ctx.print_on_execution_start = False
+    ctx.use_ray_tqdm = False  # Ray's tqdm is drawn from worker output, which no longer reaches this terminal
+    for handler in logging.getLogger("ray.data").handlers:  # Ray Data's own config: a file and a console handler
+        if isinstance(handler, logging.StreamHandler):
+            handler.setLevel(logging.ERROR)
 
 
 def submitted_job_env_vars() -> dict[str, str] | None:
@@ -62,7 +95,7 @@ def init_ray(config: RayConfig | None = None) -> None:
         address=config.address,
         include_dashboard=config.include_dashboard,
         logging_level=logging.WARNING,
-        log_to_driver=True,
+        log_to_driver=config.log_to_driver,
         runtime_env={"env_vars": env_vars},
     )
     if config.address is None and job_env is None and not os.environ.get("RAY_ADDRESS"):  # start a local Ray
@@ -70,4 +103,7 @@ def init_ray(config: RayConfig | None = None) -> None:
         if config.object_store_memory_mb:
             kwargs["object_store_memory"] = config.object_store_memory_mb * 1024 * 1024
     ray.init(**kwargs)
+    _state["log_to_driver"] = config.log_to_driver
+    if not config.log_to_driver:
+        _quiet_ray_data()
     log.info("Ray resources: %s", ray.cluster_resources())

@@ -25,6 +25,7 @@ from synthir.config import StrictModel, execution_only
 from synthir.dense.encoder import EncoderConfig
 from synthir.dense.groups import LAYOUTS
 from synthir.dense.losses import DistillationMode
+from synthir.progress import driver_progress
 
 MARKER = "_SUCCESS.json"
 LossName = Literal["distill", "infonce", "pl", "bt"]
@@ -118,6 +119,7 @@ def _train_loop(loop_config: dict) -> None:
     train_dataset = datasets.Dataset(datasets.table.InMemoryTable(table))
     loss = build_loss(model, config, loop_config.get("layout"))
     resume = ray.train.get_checkpoint()
+    progress = loop_config.get("progress")
 
     class FailOnce(TrainerCallback):
         """Testing hook: worker 0 dies (as if killed) at ``fail_at_step`` unless this attempt resumed."""
@@ -125,6 +127,13 @@ def _train_loop(loop_config: dict) -> None:
         def on_step_end(self, args, state, control, **kwargs):
             if rank == 0 and resume is None and state.global_step == config.fail_at_step:
                 os._exit(1)
+
+    class ReportStep(TrainerCallback):
+        """Rank 0 tells the driver's progress bar (``synthir.progress``) where training stands."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if rank == 0 and progress is not None:
+                progress.update.remote(state.global_step, state.max_steps)
 
     class StepLog(TrainerCallback):
         """Keep every logged step (loss, lr) for the run's ``train_log.jsonl``."""
@@ -162,7 +171,7 @@ def _train_loop(loop_config: dict) -> None:
     )
     step_log = StepLog()
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss,
-                                         callbacks=[RayTrainReportCallback(), step_log, FailOnce()])
+                                         callbacks=[RayTrainReportCallback(), step_log, FailOnce(), ReportStep()])
     trainer = prepare_trainer(trainer)
     resumed_from = 0
     if resume is not None:
@@ -198,8 +207,11 @@ def is_trained(out_uri: str) -> bool:
 
 
 def train_encoder(groups: pa.Table, encoder: EncoderConfig, config: TrainConfig, out_uri: str,
-                  layout: str | None = None) -> dict:
-    """Train ``encoder`` on ``groups`` with Ray Train; the model lands in ``<out_uri>/model``. Returns the summary."""
+                  layout: str | None = None, desc: str = "training") -> dict:
+    """Train ``encoder`` on ``groups`` with Ray Train; the model lands in ``<out_uri>/model``. Returns the summary.
+
+    ``desc`` names the driver-side progress bar shown when Ray workers' output stays in Ray's log files.
+    """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -215,17 +227,18 @@ def train_encoder(groups: pa.Table, encoder: EncoderConfig, config: TrainConfig,
     groups_uri = storage.join(out_uri, "groups.parquet")
     storage.write_table(groups_uri, groups)
     path, fs = _ray_storage(storage.join(out_uri, "ray"))
-    trainer = TorchTrainer(
-        _train_loop,
-        train_loop_config={"train": config.model_dump(), "encoder": encoder.model_dump(), "groups_uri": groups_uri,
-                           "out_uri": out_uri, "layout": layout, "cwd": os.getcwd()},
-        scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu,
-                                     resources_per_worker={"CPU": config.cpus_per_worker}),
-        run_config=RunConfig(name="train", storage_path=path, storage_filesystem=fs,
-                             failure_config=FailureConfig(max_failures=config.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=1)),
-    )
-    trainer.fit()
+    with driver_progress(desc) as progress:
+        trainer = TorchTrainer(
+            _train_loop,
+            train_loop_config={"train": config.model_dump(), "encoder": encoder.model_dump(), "groups_uri": groups_uri,
+                               "out_uri": out_uri, "layout": layout, "cwd": os.getcwd(), "progress": progress},
+            scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu,
+                                         resources_per_worker={"CPU": config.cpus_per_worker}),
+            run_config=RunConfig(name="train", storage_path=path, storage_filesystem=fs,
+                                 failure_config=FailureConfig(max_failures=config.max_failures),
+                                 checkpoint_config=CheckpointConfig(num_to_keep=1)),
+        )
+        trainer.fit()
     summary = storage.read_json(storage.join(out_uri, MARKER))
     summary["wall_s"] = round(time.perf_counter() - start, 2)
     summary["encoder"] = encoder.model_dump(mode="json")  # prefixes, pooling, lengths: how to use the model (serving)

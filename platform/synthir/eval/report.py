@@ -68,3 +68,19 @@ def bar_plot(rows: Sequence[dict], label: str, metrics: Sequence[str], uri: str,
 def json_line(values: dict) -> str:
     """The one JSON object a ``--json`` command prints last."""
     return json.dumps(values, sort_keys=True, default=str)
+
+
+def bundled_benchmark(dataset: str) -> dict | None:
+    """The full benchmark's per-row means shipped with a bundled dataset (``_data/<name>/benchmark.json``), or None."""
+    from synthir.data.beir import BUNDLED, bundled_root
+
+    uri = storage.join(bundled_root(dataset), "benchmark.json") if dataset in BUNDLED else None
+    return storage.read_json(uri) if uri and storage.exists(uri) else None
+
+
+def benchmark_line(reference: dict, metric: str = "ndcg@10") -> str:
+    """One sentence naming what the full benchmark found, row by row (``bundled_benchmark``'s dict)."""
+    rows = ", ".join(f"{r['row']} {100 * r[metric]:.2f}" + (f" ({r['seeds']} seeds)" if r.get("seeds", 1) > 1 else "")
+                     for r in reference["rows"])
+    return (f"The full benchmark ({reference['source']}, {reference['split']}: {reference['queries']} queries, full "
+            f"corpus; {reference['machine']}, {reference['date']}) found {metric}: {rows}. {reference['finding']}")

@@ -165,7 +165,8 @@ class SyntrieverPipeline:
         groups = stage1_groups(table, self.config.encoder, opts.columns, mined, opts.mined_negatives)
         train = opts.train if opts.columns != "gold_only" else opts.train.model_copy(update={"loss": "infonce"})
         init_ray(self.config.ray)
-        return train_encoder(groups, self.config.encoder, train, self.stage1_dir, layout=opts.columns)
+        return train_encoder(groups, self.config.encoder, train, self.stage1_dir, layout=opts.columns,
+                             desc="stage 1 training")
 
     def mine(self) -> pa.Table:
         """The stage-1 model's top-K per training query (gold included: the LLM judges every candidate)."""
@@ -197,9 +198,21 @@ class SyntrieverPipeline:
 
     def stage2(self, triples_uri: str) -> dict:
         """Train stage 2 from the stage-1 model on the triples."""
-        groups = stage2_groups(storage.read_table(triples_uri), self.config.encoder)
+        if not storage.exists(triples_uri):
+            raise ValueError(f"{triples_uri}: no preference triples; run the 'preferences' step first")
+        triples = storage.read_table(triples_uri)
+        need = self.config.stage2.batch_size * self.config.stage2.num_workers
+        if triples.num_rows < need:
+            p = self.config.preferences
+            hint = (" The recorded judge answers only the pairs it recorded (see its coverage above); set "
+                    "preferences.unrecorded=judge to ask the fallback judge for the rest, or lower stage2.batch_size."
+                    if p.engine == "recorded" and p.unrecorded == "skip" else " Lower stage2.batch_size or judge more queries.")
+            raise ValueError(f"{triples_uri}: {triples.num_rows} preference triples cannot fill one stage-2 batch of "
+                             f"{self.config.stage2.batch_size} x {self.config.stage2.num_workers} worker(s).{hint}")
+        groups = stage2_groups(triples, self.config.encoder)
         init_ray(self.config.ray)
-        return train_encoder(groups, self.encoder_for(self.stage1_dir), self.config.stage2, self.stage2_dir)
+        return train_encoder(groups, self.encoder_for(self.stage1_dir), self.config.stage2, self.stage2_dir,
+                             desc="stage 2 training")
 
     def _eval_uri(self, model_dir: str | None, suffix: str) -> str:
         base = model_dir or storage.join(self.root, f"base-{_key(self.config.encoder)}")
