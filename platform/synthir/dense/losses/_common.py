@@ -133,3 +133,32 @@ def _split(embeddings: Sequence[Tensor], minimum: int) -> tuple[Tensor, Tensor]:
     return embeddings[0], torch.stack(list(embeddings[1:]), dim=1)
 
 
+
+
+class TemperatureLoss(nn.Module):
+    """Base of the losses here, as sentence-transformers writes them: a model, a positive temperature tau, and
+    ``forward`` = embed every column, then ``compute_loss_from_embeddings`` (which a subclass defines)."""
+
+    def __init__(self, model: nn.Module, temperature: float = 0.05) -> None:
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        self.model = model
+        self.temperature = float(temperature)
+
+    @property
+    def scale(self) -> float:
+        """Inverse temperature, as sentence-transformers calls it."""
+        return 1.0 / self.temperature
+
+    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
+        """Embed the columns and return the batch loss."""
+        return self.compute_loss_from_embeddings(_embed(self.model, sentence_features), labels)
+
+    def compute_loss_from_embeddings(self, embeddings: Sequence[Tensor], labels: Tensor | None = None) -> Tensor:
+        """The loss from per-column ``(B, d)`` embeddings (anchor first)."""
+        raise NotImplementedError
+
+    def get_config_dict(self) -> dict[str, float]:
+        """Hyperparameters for the model card."""
+        return {"temperature": self.temperature}

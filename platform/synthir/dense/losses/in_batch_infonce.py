@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from synthir.dense.losses._common import Reduction, _as_candidates, _check_mask, _embed, _split, similarity_scores
+from synthir.dense.losses._common import (
+    Reduction,
+    TemperatureLoss,
+    _as_candidates,
+    _check_mask,
+    _split,
+    similarity_scores,
+)
 
 if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
+    pass
 
 
 def in_batch_infonce_loss(
@@ -37,7 +44,7 @@ def in_batch_infonce_loss(
 
 
 
-class InBatchInfoNCELoss(nn.Module):
+class InBatchInfoNCELoss(TemperatureLoss):
     """
     Gold-only InfoNCE baseline (in-batch negatives, optional hard negatives). With
     ``s(q, c) = cos(E(q), E(c)) / temperature``, gold passage ``p_i`` (first column after the anchor)
@@ -73,27 +80,7 @@ class InBatchInfoNCELoss(nn.Module):
             trainer.train()
     """
 
-    def __init__(self, model: SentenceTransformer, temperature: float = 0.05) -> None:
-        super().__init__()
-        if not temperature > 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
-        self.model = model
-        self.temperature = float(temperature)
-
-    @property
-    def scale(self) -> float:
-        """Inverse temperature, as sentence-transformers calls it."""
-        return 1.0 / self.temperature
-
-    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
-        """Embed the columns and return the batch loss (labels are ignored)."""
-        return self.compute_loss_from_embeddings(_embed(self.model, sentence_features), labels)
-
     def compute_loss_from_embeddings(self, embeddings: Sequence[Tensor], labels: Tensor | None = None) -> Tensor:
         """Return the loss from per-column ``(B, d)`` embeddings (anchor first)."""
         q, cand = _split(embeddings, 2)
         return in_batch_infonce_loss(q, cand, self.temperature)
-
-    def get_config_dict(self) -> dict[str, Any]:
-        """Hyperparameters for the model card."""
-        return {"temperature": self.temperature}

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from synthir.dense.losses._common import (
     SYNTRIEVER_CITATION,
     Reduction,
+    TemperatureLoss,
     _as_candidates,
     _check_mask,
-    _embed,
     _own_block,
     _own_scores,
     _reduce,
@@ -87,7 +87,7 @@ def multi_positive_distillation_loss(
 
 
 
-class MultiPositiveDistillationLoss(nn.Module):
+class MultiPositiveDistillationLoss(TemperatureLoss):
     r"""
     Syntriever stage-1 distillation loss (Kim & Baek 2025, the "modified soft-nearest-neighbour" loss):
     several positives per query are pulled together, hard negatives only repel.
@@ -187,25 +187,16 @@ class MultiPositiveDistillationLoss(nn.Module):
         synthetic_weight: float = 1.0,
         gold_column: int = 0,
     ) -> None:
-        super().__init__()
-        if not temperature > 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
+        super().__init__(model, temperature)
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
         if not positive_columns:
             raise ValueError("positive_columns must name at least one candidate column")
-        self.model = model
-        self.temperature = float(temperature)
         self.mode = mode
         self.positive_columns = tuple(int(c) for c in positive_columns)
         self.relabel_column = int(relabel_column)
         self.synthetic_weight = float(synthetic_weight)
         self.gold_column = int(gold_column)
-
-    @property
-    def scale(self) -> float:
-        """Inverse temperature, as sentence-transformers calls it."""
-        return 1.0 / self.temperature
 
     def positive_mask(self, labels: Tensor | None, batch_size: int, num_columns: int, device: Any = None) -> Tensor:
         """Turn the ``labels`` of a batch (None, ``(B,)`` verdicts or ``(B, C)``) into a ``(B, C)`` bool mask."""
@@ -224,10 +215,6 @@ class MultiPositiveDistillationLoss(nn.Module):
             f"labels must be None, shape (B,) = ({batch_size},) or (B, C) = {(batch_size, num_columns)}, "
             f"got {tuple(labels.shape)}"
         )
-
-    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
-        """Embed the columns and return the batch loss."""
-        return self.compute_loss_from_embeddings(_embed(self.model, sentence_features), labels)
 
     def compute_loss_from_embeddings(self, embeddings: Sequence[Tensor], labels: Tensor | None = None) -> Tensor:
         """Return the loss from per-column ``(B, d)`` embeddings (anchor first)."""

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from synthir.dense.losses._common import (
     SYNTRIEVER_CITATION,
     Reduction,
+    TemperatureLoss,
     _as_candidates,
-    _embed,
     _own_block,
     _own_scores,
     _reduce,
@@ -51,7 +51,7 @@ def partial_plackett_luce_loss(
 
 
 
-class PartialPlackettLuceLoss(nn.Module):
+class PartialPlackettLuceLoss(TemperatureLoss):
     """
     Syntriever stage-2 alignment loss: the partial Plackett-Luce likelihood of the LLM's preference
     ``c_i^+ > c_i^- > {every other candidate in the batch}`` (Kim & Baek 2025, eq. 12), i.e. the Plackett-Luce
@@ -95,23 +95,10 @@ class PartialPlackettLuceLoss(nn.Module):
     """
 
     def __init__(self, model: SentenceTransformer, temperature: float = 0.05, num_ranked: int = 2) -> None:
-        super().__init__()
-        if not temperature > 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
+        super().__init__(model, temperature)
         if num_ranked < 1:
             raise ValueError(f"num_ranked must be >= 1, got {num_ranked}")
-        self.model = model
-        self.temperature = float(temperature)
         self.num_ranked = int(num_ranked)
-
-    @property
-    def scale(self) -> float:
-        """Inverse temperature, as sentence-transformers calls it."""
-        return 1.0 / self.temperature
-
-    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
-        """Embed the columns and return the batch loss (labels are ignored)."""
-        return self.compute_loss_from_embeddings(_embed(self.model, sentence_features), labels)
 
     def compute_loss_from_embeddings(self, embeddings: Sequence[Tensor], labels: Tensor | None = None) -> Tensor:
         """Return the loss from per-column ``(B, d)`` embeddings (anchor first)."""
