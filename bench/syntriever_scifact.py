@@ -174,6 +174,17 @@ def mean_over_seeds(rows: list[dict]) -> list[dict]:
     return out
 
 
+def means_markdown(means: list[dict]) -> str:
+    """The mean-over-seeds table (``mean_over_seeds`` rows) as markdown."""
+    return markdown_table(means, ["row", *NDCG, "ndcg@10_sd", "seeds"], percent=[*NDCG, "ndcg@10_sd"])
+
+
+def append_benchmarks(section: str) -> None:
+    """Append a section to docs/benchmarks.md."""
+    with open(ROOT / "docs" / "benchmarks.md", "a") as f:
+        f.write(section)
+
+
 def write_results(result: dict) -> None:
     """Write the results JSON and its plot (mean over seeds per row)."""
     storage.write_json(str(RESULTS), result)
@@ -215,10 +226,9 @@ def stage2_main(args, seeds: list[int]) -> None:
           f"batch 100, lr {settings.lr}, N = 10 pairs per query (all pairs of the top-5), train max_seq_length "
           f"{settings.max_seq_length}; the seed is stage 2's own.\n\n{markdown_table(s2_rows, cols, percent=NDCG)}\n\n"
           f"Mean over seeds (stage-1 rows from the run above):\n\n"
-          f"{markdown_table(means, ['row', *NDCG, 'ndcg@10_sd', 'seeds'], percent=[*NDCG, 'ndcg@10_sd'])}\n\n"
+          f"{means_markdown(means)}\n\n"
           f"{judge_markdown(judge)}\n")
-    with open(ROOT / "docs" / "benchmarks.md", "a") as f:
-        f.write(md)
+    append_benchmarks(md)
     if args.json:
         print(json_line({f"{r['row']}/s{r['seed']}/ndcg@10": r["ndcg@10"] for r in s2_rows} | {"coverage": judge["coverage"]}))
 
@@ -297,10 +307,9 @@ def main() -> None:
           f"{markdown_table(selection, ['row', *NDCG], percent=NDCG)}\n\nTest (full corpus, 300 queries):\n\n"
           f"{markdown_table(rows, cols, percent=NDCG)}\n\n"
           f"Mean over seeds (sd of nDCG@10 where a row has several):\n\n"
-          f"{markdown_table(result['mean_over_seeds'], ['row', *NDCG, 'ndcg@10_sd', 'seeds'], percent=[*NDCG, 'ndcg@10_sd'])}"
+          f"{means_markdown(result['mean_over_seeds'])}"
           f"\n\n{judge_markdown(judge) if judge else ''}\n\n![](../bench/results/syntriever-scifact.png)\n")
-    with open(ROOT / "docs" / "benchmarks.md", "a") as f:
-        f.write(md)
+    append_benchmarks(md)
     if args.json:
         print(json_line({f"{r['row']}/s{r['seed']}/ndcg@10": r["ndcg@10"] for r in rows} | {"chosen_stage1": chosen}))
 
