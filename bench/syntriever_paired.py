@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from syntriever_scifact import REFERENCE, STAGE2_ROWS, VARIANTS, row_config, stage2_config, trained_rows  # noqa: E402
+from syntriever_scifact import BASE, REFERENCE, STAGE2_ROWS, VARIANTS, Variant, row_config, stage2_config, trained_rows  # noqa: E402
 
 from synthir import storage  # noqa: E402
 from synthir.eval.report import format_table, json_line, markdown_table  # noqa: E402
@@ -39,7 +39,7 @@ COMPARISONS = [("stage1", "gold_only"), ("stage1", "base"), ("gold_only", "base"
 FINDING = [("stage1", "gold_only"), ("stage2", "stage1"), ("stage2", "stage2_bt")]
 
 
-def per_query_scores(row: str, spec: tuple[str, str, int] | str | None, args: argparse.Namespace,
+def per_query_scores(row: str, spec: Variant | str | None, args: argparse.Namespace,
                      seed: int) -> dict[str, float]:
     """nDCG@10 of one trained row for every test query (``spec``: a stage-1 variant, a stage-2 loss's chosen
     stage-1 variant name, or None for the base model)."""
@@ -47,7 +47,7 @@ def per_query_scores(row: str, spec: tuple[str, str, int] | str | None, args: ar
         pipe = SyntrieverPipeline(stage2_config(spec, STAGE2_ROWS[row], args, seed))
         model_dir = pipe.stage2_dir
     else:
-        pipe = SyntrieverPipeline(row_config(row, spec or ("full", "paper", 0), args, seed))
+        pipe = SyntrieverPipeline(row_config(row, spec or BASE, args, seed))
         model_dir = pipe.stage1_dir if spec else None
     if spec and not storage.exists(storage.join(model_dir, "_SUCCESS.json")):
         raise FileNotFoundError(f"{model_dir}: no trained model for row {row} seed {seed}; run bench/syntriever_scifact.py first")

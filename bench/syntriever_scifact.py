@@ -14,11 +14,14 @@ Two phases, one command:
    N = 10 pairs per query and batch 100, once per ``--stage2-seeds`` seed (the stage-2 shuffle and init of its
    training). ``--stage2-only`` runs just this phase and merges its rows into the recorded results.
 
+``--add-variants`` trains only the named stage-1 variants (held-out selection row, then test rows for ``--seeds``)
+and merges them into the recorded results, with the held-out choice among every variant recorded.
+
 Every step is cached under ``--storage`` (rerun to continue). Writes ``bench/results/syntriever-scifact.json``
 (one object per row: row, ndcg@1/3/5/10, train_s, examples_per_s, seed), a PNG plot beside it, and a section
 in ``docs/benchmarks.md``.
 Run: python bench/syntriever_scifact.py [--seeds 0,1,2] [--seed-rows gold_only,stage1] [--stage2-seeds 0,1,2]
-     [--stage2-only] [--epochs 1] [--storage ./runs/bench] [--json]
+     [--stage2-only] [--add-variants stage1_mined_bm25,...] [--epochs 1] [--storage ./runs/bench] [--json]
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import statistics
 import time
 from datetime import date
 from pathlib import Path
+from typing import NamedTuple
 
 from synthir import storage
 from synthir.data.beir import bundled_root
@@ -44,13 +48,35 @@ from synthir.synth.answer import MissingAnswers
 from synthir.synth.preferences import PreferenceConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-#: stage-1 variants: (columns, distill mode, mined negatives)
+
+
+class Variant(NamedTuple):
+    """A stage-1 row's data and training settings (None: the benchmark's ``--batch-size`` / ``--epochs``)."""
+
+    columns: str
+    mode: str
+    mined: int = 0
+    mined_by: str = "base"
+    batch_size: int | None = None
+    mini_batch: int | None = None
+    epochs: float | None = None
+
+
+#: stage-1 variants
 VARIANTS = {
-    "stage1_paper_loss": ("full", "paper", 0),
-    "stage1_per_positive": ("full", "per_positive", 0),
-    "stage1_gold_plus_synthetic": ("full", "gold_plus_synthetic", 0),
-    "stage1_per_positive_mined": ("full", "per_positive", 3),
+    "stage1_paper_loss": Variant("full", "paper"),
+    "stage1_per_positive": Variant("full", "per_positive"),
+    "stage1_gold_plus_synthetic": Variant("full", "gold_plus_synthetic"),
+    "stage1_per_positive_mined": Variant("full", "per_positive", 3),
+    # issue 12, on the default loss: corpus-mined hard negatives, a larger batch with GradCache, a second epoch
+    "stage1_mined_base": Variant("full", "gold_plus_synthetic", 3, "base"),
+    "stage1_mined_bm25": Variant("full", "gold_plus_synthetic", 3, "bm25"),
+    "stage1_batch128": Variant("full", "gold_plus_synthetic", batch_size=128, mini_batch=32),
+    "stage1_batch256": Variant("full", "gold_plus_synthetic", batch_size=256, mini_batch=32),
+    "stage1_2epochs": Variant("full", "gold_plus_synthetic", epochs=2.0),
 }
+GOLD_ONLY = Variant("gold_only", "paper")
+BASE = Variant("full", "paper")
 #: stage-2 rows: their loss
 STAGE2_ROWS = {"stage2": "pl", "stage2_bt": "bt"}
 RESULTS = ROOT / "bench" / "results" / "syntriever-scifact.json"
@@ -77,23 +103,23 @@ def heldout_dataset(root: str, fraction: float = 0.2, seed: int = 0) -> str:
     return out
 
 
-def row_config(row: str, variant: tuple[str, str, int], args, seed: int, **data) -> SyntrieverConfig:
+def row_config(row: str, variant: Variant, args, seed: int, **data) -> SyntrieverConfig:
     """The pipeline config of one stage-1 benchmark row (stage 2 off)."""
-    columns, mode, mined = variant
-    loss = "infonce" if columns == "gold_only" else "distill"
-    train = TrainConfig(loss=loss, distill_mode=mode, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+    loss = "infonce" if variant.columns == "gold_only" else "distill"
+    train = TrainConfig(loss=loss, distill_mode=variant.mode, epochs=variant.epochs or args.epochs,
+                        batch_size=variant.batch_size or args.batch_size, mini_batch_size=variant.mini_batch, lr=args.lr,
                         max_seq_length=args.max_seq_length, seed=seed, cpus_per_worker=args.cpus,
                         torch_threads=args.cpus, num_workers=args.workers)
-    return SyntrieverConfig(name=f"{row}-s{seed}", storage=args.storage, stage1=Stage1Options(columns=columns, mined_negatives=mined, train=train),
-                            stage2=None, ray=RayConfig(num_cpus=os.cpu_count()), **data)
+    stage1 = Stage1Options(columns=variant.columns, mined_negatives=variant.mined, mined_by=variant.mined_by, train=train)
+    return SyntrieverConfig(name=f"{row}-s{seed}", storage=args.storage, stage1=stage1, stage2=None,
+                            ray=RayConfig(num_cpus=os.cpu_count()), **data)
 
 
-def trained_rows(variants: dict[str, tuple[str, str, int]], chosen: str) -> dict[str, tuple[str, str, int]]:
+def trained_rows(variants: dict[str, Variant], chosen: str) -> dict[str, Variant]:
     """The trained test rows: gold-only, the chosen stage 1, its q_cot-only / p±-only ablations, the other variants."""
-    _, mode, mined = variants[chosen]
-    return {"gold_only": ("gold_only", "paper", 0), "stage1": variants[chosen],
-            "stage1_cot_only": ("cot_only", mode, mined), "stage1_pm_only": ("pm_only", mode, mined),
-            **{v: spec for v, spec in variants.items() if v != chosen}}
+    spec = variants[chosen]
+    return {"gold_only": GOLD_ONLY, "stage1": spec, "stage1_cot_only": spec._replace(columns="cot_only"),
+            "stage1_pm_only": spec._replace(columns="pm_only"), **{v: s for v, s in variants.items() if v != chosen}}
 
 
 def run_row(cfg: SyntrieverConfig, base_only: bool = False) -> dict:
@@ -233,6 +259,65 @@ def stage2_main(args, seeds: list[int]) -> None:
         print(json_line({f"{r['row']}/s{r['seed']}/ndcg@10": r["ndcg@10"] for r in s2_rows} | {"coverage": judge["coverage"]}))
 
 
+def variants_main(args, names: list[str], seeds: list[int]) -> None:
+    """Add stage-1 variants to the recorded results: held-out selection row, then test rows; merged after every row."""
+    result = storage.read_json(str(RESULTS))
+    settings = argparse.Namespace(**{**result["settings"], "storage": args.storage})
+    known = result["settings"]["variants"].split(",")
+    result["settings"]["variants"] = ",".join(known + [n for n in names if n not in known and n != "gold_only"])
+    specs = {n: GOLD_ONLY if n == "gold_only" else VARIANTS[n] for n in names}
+    start = time.perf_counter()
+
+    def merge(key: str, row: dict, same) -> None:
+        result[key] = [r for r in result[key] if not same(r)] + [row]
+        result["mean_over_seeds"] = mean_over_seeds(result["rows"])
+        result["variant_settings"] = {"variants": names, "seeds": seeds, "commit": git_commit(),
+                                      "date": date.today().isoformat(), "wall_s": round(time.perf_counter() - start, 1)}
+        write_results(result)
+
+    held = heldout_dataset(args.storage)
+    data = {"dataset": held, "train_split": "fit", "eval_split": "heldout",
+            "subsample": SubsampleConfig(corpus_distractors=1000, seed=0)}
+    selected = []
+    for name, spec in specs.items():
+        if name == "gold_only":
+            continue
+        r = {**run_row(row_config(f"select-{name}", spec, settings, 0, **data)), "row": name}
+        selected.append(r)
+        merge("selection_heldout_train", r, lambda x, n=name: x["row"] == n)
+        print(format_table([r], ["row", *NDCG], percent=NDCG), flush=True)
+    tested = []
+    for seed in seeds:
+        for name, spec in specs.items():
+            r = run_row(row_config(name, spec, settings, seed))
+            row = {"row": name, **{m: r[m] for m in NDCG}, "train_s": r.get("train_s"),
+                   "examples_per_s": r.get("examples_per_s"), "seed": seed}
+            previous = next((x for x in result["rows"] if x["row"] == name and x["seed"] == seed), None)
+            if previous is not None:  # a retrained recorded row: say how well training reproduces
+                row["recorded_ndcg@10"] = previous.get("recorded_ndcg@10", previous["ndcg@10"])
+            tested.append(row)
+            merge("rows", row, lambda x, n=name, s=seed: x["row"] == n and x["seed"] == s)
+            print(format_table([row], ["row", *NDCG, "train_s", "seed"], percent=NDCG), flush=True)
+    variants = result["settings"]["variants"].split(",")
+    held_best = max((r for r in result["selection_heldout_train"] if r["row"] in variants), key=lambda r: r["ndcg@10"])
+    result["heldout_choice_with_new_variants"] = held_best["row"]
+    write_results(result)
+    cols = ["row", *NDCG, "train_s", "seed"]
+    md = (f"\n### Syntriever stage-1 variants on SciFact (MiniLM, recorded teacher) — {date.today().isoformat()}, "
+          f"{result['machine']}, commit {git_commit()}\n\n`python bench/syntriever_scifact.py --add-variants "
+          f"{','.join(names)} --seeds {','.join(map(str, seeds))}` (on `{result['chosen_stage1']}`: 3 hard negatives "
+          f"per query mined from the corpus, gold excluded, by the base encoder or BM25; batch 128 / 256 groups with "
+          f"GradCache, mini-batch 32; 2 epochs).\n\nHeld-out TRAINING queries (the selection; the earlier "
+          f"variants' rows are the recorded ones):\n\n"
+          f"{markdown_table(sorted(result['selection_heldout_train'], key=lambda r: -r['ndcg@10']), ['row', *NDCG], percent=NDCG)}"
+          f"\n\nHeld-out choice among all variants: **{held_best['row']}**.\n\nTest (full corpus, 300 queries):\n\n"
+          f"{markdown_table(tested, cols, percent=NDCG)}\n")
+    append_benchmarks(md)
+    if args.json:
+        print(json_line({f"{r['row']}/s{r['seed']}/ndcg@10": r["ndcg@10"] for r in tested}
+                        | {"heldout_choice": held_best["row"]}))
+
+
 def main() -> None:
     """Select the stage-1 default on held-out training queries, then score every row on test once."""
     ap = argparse.ArgumentParser(description=__doc__)
@@ -248,6 +333,8 @@ def main() -> None:
     ap.add_argument("--seed-rows", default="", help="comma-separated rows that get the seeds after the first (default: all)")
     ap.add_argument("--stage2-seeds", default="0,1,2", help="comma-separated stage-2 training seeds ('' for none)")
     ap.add_argument("--stage2-only", action="store_true", help="only the stage-2 rows, merged into the recorded results")
+    ap.add_argument("--add-variants", metavar="NAMES", help="only train these stage-1 variants (and gold_only if named) "
+                                                            "on held-out train and test for --seeds, merged into the recorded results")
     ap.add_argument("--export-only", metavar="VARIANT", help="only export the comparison requests the store lacks for "
                                                              "this stage-1 variant (seed 0) to runs/compare-requests.jsonl.gz")
     ap.add_argument("--json", action="store_true")
@@ -257,6 +344,9 @@ def main() -> None:
                                       ROOT / "runs" / "compare-requests.jsonl.gz"))
         return
     stage2_seeds = [int(s) for s in args.stage2_seeds.split(",") if s.strip()]
+    if args.add_variants:
+        variants_main(args, args.add_variants.split(","), [int(s) for s in args.seeds.split(",")])
+        return
     if args.stage2_only:
         stage2_main(args, stage2_seeds)
         return
@@ -268,8 +358,8 @@ def main() -> None:
     held = heldout_dataset(args.storage)
     sub = SubsampleConfig(corpus_distractors=1000, seed=0)
     data = {"dataset": held, "train_split": "fit", "eval_split": "heldout", "subsample": sub}
-    selection = [{**run_row(row_config("select-base", ("full", "paper", 0), args, 0, **data), base_only=True), "row": "base"}]
-    for name, variant in {"gold_only": ("gold_only", "paper", 0), **variants}.items():
+    selection = [{**run_row(row_config("select-base", BASE, args, 0, **data), base_only=True), "row": "base"}]
+    for name, variant in {"gold_only": GOLD_ONLY, **variants}.items():
         cfg = row_config(f"select-{name}", variant, args, seeds[0], **data)
         selection.append({**run_row(cfg), "row": name})
         print(format_table(selection[-1:], ["row", *NDCG], percent=NDCG), flush=True)
@@ -277,7 +367,7 @@ def main() -> None:
 
     # phase 2: every row on the test split, full corpus
     rows_spec = trained_rows(variants, chosen)
-    base = run_row(row_config("base", ("full", "paper", 0), args, 0), base_only=True)
+    base = run_row(row_config("base", BASE, args, 0), base_only=True)
     rows = [{"row": "base", **{m: base[m] for m in NDCG}, "train_s": 0.0, "examples_per_s": None, "seed": None}]
     seed_rows = set(filter(None, args.seed_rows.split(",")))
     for seed in seeds:

@@ -15,7 +15,8 @@ EXECUTION = [
     "index.use_gpu=true",
 ]
 CONTENT = ["teacher.model=other-teacher", "stage1.train.lr=1e-4", "stage1.train.num_workers=2", "encoder.pooling=mean",
-           "mining_k=7", "preferences.fallback_model=judge-2", "preferences.reuse_reversed=false", "subsample.train_queries=10", "teacher.max_tokens=64"]
+           "mining_k=7", "preferences.fallback_model=judge-2", "preferences.reuse_reversed=false", "subsample.train_queries=10", "teacher.max_tokens=64",
+           "stage1.mined_by=bm25", "stage1.train.mini_batch_size=8"]
 
 
 def _keys(overrides):
@@ -57,3 +58,18 @@ def test_the_pipeline_uses_the_same_keys(tmp_path):
     b = SyntrieverPipeline(load_config(SyntrieverConfig, None, [f"storage={tmp_path}", "subsample.train_queries=4",
                                                                 "teacher.http.concurrency=99", "stage1.train.save_steps=7"]))
     assert (a.stage1_key, a.stage2_key) == (b.stage1_key, b.stage2_key)
+
+
+def test_fields_added_later_keep_older_runs_keys_at_their_default():
+    """stage1.mined_by and train.mini_batch_size came after the benchmark's runs: at their defaults they hash as before."""
+    import hashlib
+    import json
+
+    from synthir.config import content_view
+
+    cfg = load_config(SyntrieverConfig, None, [])
+    legacy = content_view(cfg.stage1).model_dump(mode="json")
+    del legacy["mined_by"], legacy["train"]["mini_batch_size"]
+    assert config_hash(cfg.stage1) == hashlib.sha256(
+        json.dumps(legacy, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
+    assert config_hash(cfg.stage1) != config_hash(cfg.stage1.model_copy(update={"mined_by": "bm25"}))

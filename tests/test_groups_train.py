@@ -100,6 +100,19 @@ def test_killed_worker_resumes_from_its_last_checkpoint(ray_local, groups, tmp_p
 def test_train_config_is_validated():
     with pytest.raises(ValueError, match="fp16"):
         TrainConfig(precision="fp16")
+    with pytest.raises(ValueError, match="mini_batch_size"):
+        TrainConfig(loss="pl", mini_batch_size=8)
     with pytest.raises(ValueError, match="cannot fill one batch"):
         train_encoder(stage1_groups(_stage1_rows(), EncoderConfig(), "full"), EncoderConfig(),
                       TrainConfig(batch_size=8), "/nonexistent/out")
+
+
+def test_mini_batch_size_trains_stage1_with_gradcache():
+    from synthir.dense.losses import CachedMultiPositiveDistillationLoss
+    from synthir.dense.train import build_loss
+
+    model = load_encoder(EncoderConfig())
+    cached = build_loss(model, TrainConfig(mini_batch_size=4, distill_mode="gold_plus_synthetic"), "full")
+    assert isinstance(cached, CachedMultiPositiveDistillationLoss) and cached.mini_batch_size == 4
+    plain = build_loss(model, TrainConfig(distill_mode="gold_plus_synthetic"), "full")
+    assert cached.get_config_dict() == {**plain.get_config_dict(), "mini_batch_size": 4, "mini_batch_num_tokens": None}

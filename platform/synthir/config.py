@@ -110,6 +110,11 @@ def execution_only(default: Any = ..., **kwargs: Any) -> Any:
     return Field(default, json_schema_extra={"execution_only": True}, **kwargs)
 
 
+def added_later(default: Any = ..., **kwargs: Any) -> Any:
+    """A content field added after runs existed: out of cache keys while at its default, so their folders stay found."""
+    return Field(default, json_schema_extra={"added_later": True}, **kwargs)
+
+
 def content_view(config: M) -> M:
     """A copy of ``config`` with every execution-only field (in any nested section) reset to its default."""
     updates: dict[str, Any] = {}
@@ -122,9 +127,26 @@ def content_view(config: M) -> M:
     return config.model_copy(update=updates)
 
 
+def content_dump(config: BaseModel) -> dict[str, Any]:
+    """What ``config`` computes, as JSON data: its content view, less the added-later fields at their default."""
+
+    def drop(model: BaseModel, data: dict[str, Any]) -> dict[str, Any]:
+        for name, field in type(model).model_fields.items():
+            value = getattr(model, name)
+            extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+            if extra.get("added_later") and value == field.get_default(call_default_factory=True):
+                data.pop(name, None)
+            elif isinstance(value, BaseModel) and isinstance(data.get(name), dict):
+                drop(value, data[name])
+        return data
+
+    view = content_view(config)
+    return drop(view, view.model_dump(mode="json"))
+
+
 def config_hash(config: BaseModel, length: int = 12) -> str:
     """A stable short digest of what a config computes (execution-only fields, key order and formatting do not matter)."""
-    canonical = json.dumps(content_view(config).model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(content_dump(config), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:length]
 
 

@@ -21,7 +21,7 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from synthir import storage
-from synthir.config import StrictModel, execution_only
+from synthir.config import StrictModel, added_later, execution_only
 from synthir.dense.encoder import EncoderConfig
 from synthir.dense.groups import LAYOUTS
 from synthir.dense.losses import DistillationMode
@@ -41,6 +41,8 @@ class TrainConfig(StrictModel):
     epochs: float = Field(1.0, gt=0)
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (overrides epochs)")
     batch_size: int = Field(32, ge=2, description="groups (distinct queries) per batch and worker")
+    mini_batch_size: int | None = added_later(None, ge=1, description="stage 1 (distill): GradCache, embedding this "
+                                              "many rows per forward pass, so batch_size is bounded by time, not memory")
     lr: float = Field(2e-5, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, le=1)
@@ -61,6 +63,8 @@ class TrainConfig(StrictModel):
     def _gpu_only(self) -> "TrainConfig":
         if self.precision == "fp16" and not self.use_gpu:
             raise ValueError("precision fp16 needs use_gpu: true (use bf16 or fp32 on CPU)")
+        if self.mini_batch_size and self.loss != "distill":
+            raise ValueError(f"mini_batch_size (GradCache) is for the stage-1 distill loss, not loss {self.loss!r}")
         return self
 
 
@@ -75,9 +79,11 @@ def build_loss(model, config: TrainConfig, layout: str | None = None):
     if config.loss == "bt":
         return losses.BradleyTerryLoss(model, temperature=config.temperature)
     _, positives, relabel = LAYOUTS[layout or "full"]
-    return losses.MultiPositiveDistillationLoss(
-        model, temperature=config.temperature, mode=config.distill_mode, positive_columns=positives,
-        relabel_column=relabel if relabel is not None else positives[-1], synthetic_weight=config.synthetic_weight)
+    kwargs = dict(temperature=config.temperature, mode=config.distill_mode, positive_columns=positives,
+                  relabel_column=relabel if relabel is not None else positives[-1], synthetic_weight=config.synthetic_weight)
+    if config.mini_batch_size:
+        return losses.CachedMultiPositiveDistillationLoss(model, mini_batch_size=config.mini_batch_size, **kwargs)
+    return losses.MultiPositiveDistillationLoss(model, **kwargs)
 
 
 def _ray_storage(uri: str) -> tuple[str, Any]:

@@ -75,6 +75,14 @@ def dense_run(dataset: RetrievalDataset, split: str, encoder: EncoderConfig, enc
     return run, {**stats, "embeddings_uri": uri}
 
 
+def bm25_run(dataset: RetrievalDataset, split: str, config: BM25Config, top_k: int) -> dict[str, dict[str, float]]:
+    """Index the corpus with BM25 and search the split's queries; returns the run."""
+    passages = dataset.passages()
+    bm25 = BM25Retriever(list(passages), list(passages.values()), config)
+    queries = dataset.split_queries(split)
+    return bm25.search_run(queries["id"].to_pylist(), queries["text"].to_pylist(), top_k)
+
+
 def run_to_table(run: dict[str, dict[str, float]]) -> pa.Table:
     """A run as a table (query_id, doc_id, score, rank)."""
     q, d, s, r = [], [], [], []
@@ -98,10 +106,7 @@ def run_eval(config: EvalConfig) -> dict:
     extra: dict = {}
     if config.retriever == "bm25":
         with manifest.timer("bm25_index_and_search"):
-            passages = dataset.passages()
-            bm25 = BM25Retriever(list(passages), list(passages.values()), config.bm25)
-            queries = dataset.split_queries(config.split)
-            run = bm25.search_run(queries["id"].to_pylist(), queries["text"].to_pylist(), config.top_k)
+            run = bm25_run(dataset, config.split, config.bm25, config.top_k)
     else:
         init_ray(config.ray)
         run, extra = dense_run(dataset, config.split, config.encoder, config.encode, config.index, config.storage,

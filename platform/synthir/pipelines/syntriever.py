@@ -21,13 +21,13 @@ import json
 import logging
 import random
 import time
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 from pydantic import BaseModel, Field
 
 from synthir import storage
-from synthir.config import StrictModel, content_view, execution_only
+from synthir.config import StrictModel, added_later, content_dump, execution_only
 from synthir.data.beir import RetrievalDataset, load_beir
 from synthir.dense.encode import EncodeConfig
 from synthir.dense.encoder import EncoderConfig
@@ -37,9 +37,10 @@ from synthir.dense.mine import top_k
 from synthir.dense.train import TrainConfig, train_encoder
 from synthir.eval.metrics import mean_over_queries, per_query
 from synthir.eval.report import bar_plot, format_table
-from synthir.eval.run import dense_run
+from synthir.eval.run import bm25_run, dense_run
 from synthir.manifest import Manifest
 from synthir.runtime import RayConfig, init_ray
+from synthir.sparse.bm25 import BM25Config
 from synthir.synth.answer import MissingAnswers
 from synthir.synth.preferences import PreferenceConfig, synthesize_preferences
 from synthir.synth.syntriever import Stage1Config, synthesize_stage1
@@ -62,7 +63,8 @@ class Stage1Options(StrictModel):
     """Stage-1 training data and settings."""
 
     columns: Stage1Columns = Field("full", description="full | cot_only | pm_only | gold_only (the ablations)")
-    mined_negatives: int = Field(0, ge=0, description="hard negatives per query from the base model's top-k (gold excluded)")
+    mined_negatives: int = Field(0, ge=0, description="hard negatives per query from the corpus (gold excluded)")
+    mined_by: Literal["base", "bm25"] = added_later("base", description="what mines them: the base encoder or BM25")
     train: TrainConfig = TrainConfig(loss="distill", batch_size=32, epochs=1)
 
 
@@ -89,7 +91,7 @@ class SyntrieverConfig(StrictModel):
 
 def _key(*parts: BaseModel | dict | str | None) -> str:
     """A short digest of the settings a step depends on (execution-only fields at their defaults)."""
-    blob = json.dumps([content_view(p).model_dump(mode="json") if isinstance(p, BaseModel) else p for p in parts], sort_keys=True)
+    blob = json.dumps([content_dump(p) if isinstance(p, BaseModel) else p for p in parts], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -156,17 +158,23 @@ class SyntrieverPipeline:
     def stage1(self, table: pa.Table) -> dict:
         """Train stage 1 (skipped when its model exists)."""
         opts = self.config.stage1
-        mined = None
-        if opts.mined_negatives:
-            qrels = self.dataset.qrels_dict(self.config.train_split)
-            hard = top_k(self.retrieve(None, self.config.train_split, opts.mined_negatives + 20), opts.mined_negatives, qrels)
-            passages = self.dataset.passages()
-            mined = {q: [passages[d] for d in ds] for q, ds in zip(hard["query_id"].to_pylist(), hard["doc_ids"].to_pylist())}
+        mined = self.hard_negatives(opts.mined_negatives, opts.mined_by) if opts.mined_negatives else None
         groups = stage1_groups(table, self.config.encoder, opts.columns, mined, opts.mined_negatives)
         train = opts.train if opts.columns != "gold_only" else opts.train.model_copy(update={"loss": "infonce"})
         init_ray(self.config.ray)
         return train_encoder(groups, self.config.encoder, train, self.stage1_dir, layout=opts.columns,
                              desc="stage 1 training")
+
+    def hard_negatives(self, n: int, mined_by: str) -> dict[str, list[str]]:
+        """``n`` corpus passages per training query, ranked highest by the base encoder or BM25, gold excluded."""
+        split, k = self.config.train_split, n + 20
+        if mined_by == "bm25":
+            run = bm25_run(self.dataset, split, BM25Config(), k)
+        else:
+            run = self.retrieve(None, split, k)
+        hard = top_k(run, n, self.dataset.qrels_dict(split))
+        passages = self.dataset.passages()
+        return {q: [passages[d] for d in ds] for q, ds in zip(hard["query_id"].to_pylist(), hard["doc_ids"].to_pylist())}
 
     def mine(self) -> pa.Table:
         """The stage-1 model's top-K per training query (gold included: the LLM judges every candidate)."""
