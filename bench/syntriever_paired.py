@@ -34,7 +34,9 @@ METRIC = "ndcg@10"
 #: (row, baseline) pairs to test
 COMPARISONS = [("stage1", "gold_only"), ("stage1", "base"), ("gold_only", "base"), ("stage1_paper_loss", "gold_only"),
                ("stage1", "stage1_paper_loss"), ("stage1_pm_only", "stage1"), ("stage1_cot_only", "stage1"),
-               ("stage2", "stage1"), ("stage2_bt", "stage1"), ("stage2", "stage2_bt"), ("stage2", "gold_only")]
+               ("stage2", "stage1"), ("stage2_bt", "stage1"), ("stage2", "stage2_bt"), ("stage2", "gold_only"),
+               *[(v, b) for v in ("stage1_mined_base", "stage1_mined_bm25", "stage1_batch128", "stage1_batch256",
+                                  "stage1_2epochs") for b in ("gold_only", "stage1")]]
 #: comparisons summarised in the line `synthir run syntriever` prints about the full benchmark
 FINDING = [("stage1", "gold_only"), ("stage2", "stage1"), ("stage2", "stage2_bt")]
 
