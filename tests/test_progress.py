@@ -28,9 +28,11 @@ def _dies_within(actor, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
-            ray.get(actor.get.remote(), timeout=seconds)
+            ray.get(actor.get.remote(), timeout=max(0.1, deadline - time.monotonic()))
         except ray.exceptions.RayActorError:
             return True
+        except ray.exceptions.GetTimeoutError:
+            return False
         time.sleep(0.2)
     return False
 

@@ -24,7 +24,7 @@ import time
 from typing import Any, Literal
 
 import pyarrow as pa
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from synthir import storage
 from synthir.config import StrictModel, added_later, content_dump, execution_only
@@ -66,6 +66,12 @@ class Stage1Options(StrictModel):
     mined_negatives: int = Field(0, ge=0, description="hard negatives per query from the corpus (gold excluded)")
     mined_by: Literal["base", "bm25"] = added_later("base", description="what mines them: the base encoder or BM25")
     train: TrainConfig = TrainConfig(loss="distill", batch_size=32, epochs=1)
+
+    @model_validator(mode="after")
+    def _mined_by_needs_negatives(self) -> "Stage1Options":
+        if self.mined_by != "base" and not self.mined_negatives:
+            raise ValueError(f"stage1.mined_by={self.mined_by!r} mines nothing while stage1.mined_negatives is 0")
+        return self
 
 
 class SyntrieverConfig(StrictModel):
@@ -160,7 +166,8 @@ class SyntrieverPipeline:
         opts = self.config.stage1
         mined = self.hard_negatives(opts.mined_negatives, opts.mined_by) if opts.mined_negatives else None
         groups = stage1_groups(table, self.config.encoder, opts.columns, mined, opts.mined_negatives)
-        train = opts.train if opts.columns != "gold_only" else opts.train.model_copy(update={"loss": "infonce"})
+        train = opts.train if opts.columns != "gold_only" else TrainConfig.model_validate(
+            {**opts.train.model_dump(), "loss": "infonce"})  # validated: gold-only is InfoNCE, which has no GradCache
         init_ray(self.config.ray)
         return train_encoder(groups, self.config.encoder, train, self.stage1_dir, layout=opts.columns,
                              desc="stage 1 training")
@@ -173,6 +180,10 @@ class SyntrieverPipeline:
         else:
             run = self.retrieve(None, split, k)
         hard = top_k(run, n, self.dataset.qrels_dict(split))
+        short = [q for q, ds in zip(hard["query_id"].to_pylist(), hard["doc_ids"].to_pylist()) if len(ds) < n]
+        if short:  # BM25 leaves out documents sharing no term with the query
+            raise ValueError(f"stage1.mined_negatives={n}: {mined_by} finds fewer non-gold documents for {len(short)} "
+                             f"{self.config.train_split} queries of {self.config.dataset} (e.g. {short[:3]}); mine fewer")
         passages = self.dataset.passages()
         return {q: [passages[d] for d in ds] for q, ds in zip(hard["query_id"].to_pylist(), hard["doc_ids"].to_pylist())}
 
