@@ -8,7 +8,7 @@ import os
 
 from pydantic import Field
 
-from synthir.config import StrictModel
+from synthir.config import StrictModel, added_later
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +24,10 @@ class RayConfig(StrictModel):
     num_gpus: int | None = Field(None, ge=0)
     include_dashboard: bool = False
     object_store_memory_mb: int | None = Field(None, ge=64)
-    log_to_driver: bool = Field(True, description="print Ray workers' output here; false: only in Ray's log files "
-                                                  "(see ray_log_dir), with one progress bar per step on this terminal")
+    # added_later: every step's RayConfig is execution-only (reset to this default in a cache key), so a new field
+    # must also stay out of the key's JSON, or it would change every key made before it
+    log_to_driver: bool = added_later(True, description="print Ray workers' output here; false: only in Ray's log "
+                                                        "files (see ray_log_dir), with one progress bar per step here")
 
 
 _state: dict[str, bool] = {"log_to_driver": True}
