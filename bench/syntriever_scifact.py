@@ -217,10 +217,11 @@ def write_results(result: dict) -> None:
     bar_plot(result["mean_over_seeds"], "row", NDCG, str(RESULTS.with_suffix(".png")),
              title="SciFact test, MiniLM + recorded teacher (stage 1 and 2)")
     old = storage.read_json(str(REFERENCE)) if REFERENCE.exists() else {}
+    runs = [result, *result.get("stage2_settings", []), *result.get("variant_settings", [])]
     storage.write_json(str(REFERENCE), {
         "source": "bench/syntriever_scifact.py", "split": "test", "queries": 300, "machine": result["machine"],
-        "date": result.get("stage2_settings", {}).get("date", result["date"]),
-        "commit": result.get("stage2_settings", {}).get("commit", result["commit"]),
+        "date": runs[-1]["date"] if len(runs) > 1 else result["date"],
+        "commit": runs[-1]["commit"] if len(runs) > 1 else result["commit"],
         "rows": [{"row": r["row"], "ndcg@10": r["ndcg@10"], "seeds": r["seeds"]}
                  for r in result["mean_over_seeds"] if r["row"] in REFERENCE_ROWS],
         "finding": old.get("finding", "")})
@@ -230,20 +231,22 @@ def stage2_main(args, seeds: list[int]) -> None:
     """Run the stage-2 rows from the recorded results' chosen stage 1; merge them in after every row."""
     result = storage.read_json(str(RESULTS))
     settings = argparse.Namespace(**{**result["settings"], "storage": args.storage})
-    kept = [r for r in result["rows"] if r["row"] not in STAGE2_ROWS]
+    kept = [r for r in result["rows"] if r["row"] not in STAGE2_ROWS or r["seed"] not in seeds]  # other seeds stay
+    earlier = result.get("stage2_settings", [])
+    earlier = earlier if isinstance(earlier, list) else [earlier]
     start = time.perf_counter()
 
     def merge(new_rows: list[dict], judge: dict) -> None:
         rows = kept + new_rows
+        this_run = {"seeds": seeds, "commit": git_commit(), "date": date.today().isoformat(),
+                    "wall_s": round(time.perf_counter() - start, 1)}
         result.update(rows=rows, mean_over_seeds=mean_over_seeds(rows), stage2_judge=judge,
-                      stage2_settings={"seeds": seeds, "commit": git_commit(), "date": date.today().isoformat(),
-                                       "wall_s": round(time.perf_counter() - start, 1)})
+                      stage2_settings=[*earlier, this_run])
         write_results(result)
 
     s2_rows, judge = stage2_phase(result["chosen_stage1"], settings, seeds, on_row=merge)
     cols = ["row", *NDCG, "train_s", "examples_per_s", "seed"]
-    stage1 = [r for r in mean_over_seeds(kept) if r["row"] in ("base", "gold_only", "stage1")]
-    means = stage1 + mean_over_seeds(s2_rows)
+    means = [r for r in mean_over_seeds(kept + s2_rows) if r["row"] in ("base", "gold_only", "stage1", *STAGE2_ROWS)]
     print(format_table(means, ["row", *NDCG, "ndcg@10_sd", "seeds"], percent=NDCG))
     machine = f"{platform.machine()} {os.cpu_count()} cores, CPU"
     md = (f"\n### Syntriever stage 2 on SciFact test (MiniLM, recorded judge) — {date.today().isoformat()}, {machine}, "
@@ -251,7 +254,7 @@ def stage2_main(args, seeds: list[int]) -> None:
           f"{','.join(map(str, seeds))}`: from the `{result['chosen_stage1']}` stage-1 model of seed 0, 1 epoch, "
           f"batch 100, lr {settings.lr}, N = 10 pairs per query (all pairs of the top-5), train max_seq_length "
           f"{settings.max_seq_length}; the seed is stage 2's own.\n\n{markdown_table(s2_rows, cols, percent=NDCG)}\n\n"
-          f"Mean over seeds (stage-1 rows from the run above):\n\n"
+          f"Mean over seeds (every recorded seed; stage-1 rows from the run above):\n\n"
           f"{means_markdown(means)}\n\n"
           f"{judge_markdown(judge)}\n")
     append_benchmarks(md)
