@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 from datetime import date
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from syntriever_scifact import BASE, REFERENCE, STAGE2_ROWS, VARIANTS, Variant, row_config, stage2_config, trained_rows  # noqa: E402
+from syntriever_scifact import BASE, REFERENCE, STAGE2_ROWS, VARIANTS, Variant, machine, row_config, stage2_config, trained_rows  # noqa: E402
 
 from synthir import storage  # noqa: E402
 from synthir.eval.report import format_table, json_line, markdown_table  # noqa: E402
@@ -136,8 +135,7 @@ def main() -> None:
     if absent:
         print(f"models not under {settings.storage}: {', '.join(absent)}; their comparisons are the last run's ('from')")
     print(format_table(rows, cols))
-    machine = f"{platform.machine()} {os.cpu_count()} cores, CPU"
-    result = {"date": date.today().isoformat(), "machine": machine, "commit": git_commit(), "metric": METRIC,
+    result = {"date": date.today().isoformat(), "machine": machine(), "commit": git_commit(), "metric": METRIC,
               "samples": args.samples, "source": os.path.relpath(args.results, ROOT), "comparisons": rows,
               "absent_models": absent}
     storage.write_json(str(ROOT / "bench" / "results" / "syntriever-paired.json"), result)
@@ -149,7 +147,7 @@ def main() -> None:
             for k in (f"{a} - {b}" for a, b in FINDING) if k in found) + " (docs/benchmarks.md)."
         storage.write_json(str(REFERENCE), ref)
     with open(ROOT / "docs" / "benchmarks.md", "a") as f:
-        f.write(f"\n### Paired tests over SciFact test queries (`bench/syntriever_paired.py`) — {result['date']}, {machine}, "
+        f.write(f"\n### Paired tests over SciFact test queries (`bench/syntriever_paired.py`) — {result['date']}, {result['machine']}, "
                 f"commit {result['commit']}\n\nThe models of the runs above, scored per query ({METRIC}, 300 queries; "
                 f"each row's per-query mean reproduces its recorded {METRIC}). mean_diff in points of {METRIC}, per-query "
                 f"scores averaged over the seeds both rows have (a stage-2 row against stage1: its seeds against the seed-0 stage-1 model "

@@ -103,6 +103,17 @@ def heldout_dataset(root: str, fraction: float = 0.2, seed: int = 0) -> str:
     return out
 
 
+def machine() -> str:
+    """This machine, as the results and docs name it."""
+    return f"{platform.machine()} {os.cpu_count()} cores, CPU"
+
+
+def result_row(name: str, r: dict, seed: int) -> dict:
+    """A results row from one run's metrics: nDCG, train time and throughput, seed."""
+    return {"row": name, **{m: r[m] for m in NDCG}, "train_s": r.get("train_s"),
+            "examples_per_s": r.get("examples_per_s"), "seed": seed}
+
+
 def row_config(row: str, variant: Variant, args, seed: int, **data) -> SyntrieverConfig:
     """The pipeline config of one stage-1 benchmark row (stage 2 off)."""
     loss = "infonce" if variant.columns == "gold_only" else "distill"
@@ -151,8 +162,7 @@ def stage2_phase(chosen: str, args, seeds: list[int], on_row=None) -> tuple[list
     for seed in seeds:
         for name, loss in STAGE2_ROWS.items():
             r, judge = run_stage2_row(stage2_config(chosen, loss, args, seed))
-            rows.append({"row": name, **{m: r[m] for m in NDCG}, "train_s": r.get("train_s"),
-                         "examples_per_s": r.get("examples_per_s"), "seed": seed, "init": f"{chosen} seed 0"})
+            rows.append({**result_row(name, r, seed), "init": f"{chosen} seed 0"})
             print(format_table(rows[-1:], ["row", *NDCG, "train_s", "examples_per_s", "seed"], percent=NDCG), flush=True)
             if on_row:
                 on_row(rows, judge)
@@ -233,7 +243,6 @@ def stage2_main(args, seeds: list[int]) -> None:
     settings = argparse.Namespace(**{**result["settings"], "storage": args.storage})
     kept = [r for r in result["rows"] if r["row"] not in STAGE2_ROWS or r["seed"] not in seeds]  # other seeds stay
     earlier = result.get("stage2_settings", [])
-    earlier = earlier if isinstance(earlier, list) else [earlier]
     start = time.perf_counter()
 
     def merge(new_rows: list[dict], judge: dict) -> None:
@@ -248,8 +257,7 @@ def stage2_main(args, seeds: list[int]) -> None:
     cols = ["row", *NDCG, "train_s", "examples_per_s", "seed"]
     means = [r for r in mean_over_seeds(kept + s2_rows) if r["row"] in ("base", "gold_only", "stage1", *STAGE2_ROWS)]
     print(format_table(means, ["row", *NDCG, "ndcg@10_sd", "seeds"], percent=NDCG))
-    machine = f"{platform.machine()} {os.cpu_count()} cores, CPU"
-    md = (f"\n### Syntriever stage 2 on SciFact test (MiniLM, recorded judge) — {date.today().isoformat()}, {machine}, "
+    md = (f"\n### Syntriever stage 2 on SciFact test (MiniLM, recorded judge) — {date.today().isoformat()}, {machine()}, "
           f"commit {git_commit()}\n\n`python bench/syntriever_scifact.py --stage2-only --stage2-seeds "
           f"{','.join(map(str, seeds))}`: from the `{result['chosen_stage1']}` stage-1 model of seed 0, 1 epoch, "
           f"batch 100, lr {settings.lr}, N = 10 pairs per query (all pairs of the top-5), train max_seq_length "
@@ -274,23 +282,24 @@ def variants_main(args, names: list[str], seeds: list[int]) -> None:
     known = result["settings"]["variants"].split(",")
     result["settings"]["variants"] = ",".join(known + [n for n in names if n not in known and n != "gold_only"])
     specs = {n: GOLD_ONLY if n == "gold_only" else VARIANTS[n] for n in names}
-    machine = f"{platform.machine()} {os.cpu_count()} cores, CPU"
     this_run = {"variants": names, "seeds": seeds, "commit": git_commit(), "date": date.today().isoformat(),
-                "machine": machine, "wall_s": 0.0}
+                "machine": machine(), "wall_s": 0.0}
     result["variant_settings"] = [*result.get("variant_settings", []), this_run]
     start = time.perf_counter()
 
-    def merge(key: str, row: dict, same) -> None:
-        """Put ``row`` in place of the recorded row it repeats (kept under ``recorded``), or at the end."""
+    def merge(key: str, row: dict, same) -> dict:
+        """Put ``row`` in place of the recorded row it repeats (kept under ``recorded``), or at the end; returns it."""
         at = next((i for i, r in enumerate(result[key]) if same(r)), None)
         if at is None:
             result[key].append(row)
         else:
             old = result[key][at]
-            result[key][at] = {**row, "recorded": old.get("recorded") or {k: v for k, v in old.items() if k != "recorded"}}
+            row = {**row, "recorded": old.get("recorded") or {k: v for k, v in old.items() if k != "recorded"}}
+            result[key][at] = row
         result["mean_over_seeds"] = mean_over_seeds(result["rows"])
         this_run["wall_s"] = round(time.perf_counter() - start, 1)
         write_results(result)
+        return row
 
     held = heldout_dataset(args.storage)
     data = {"dataset": held, "train_split": "fit", "eval_split": "heldout",
@@ -304,24 +313,21 @@ def variants_main(args, names: list[str], seeds: list[int]) -> None:
     tested = []
     for seed in seeds:
         for name, spec in specs.items():
-            r = run_row(row_config(name, spec, settings, seed))
-            row = {"row": name, **{m: r[m] for m in NDCG}, "train_s": r.get("train_s"),
-                   "examples_per_s": r.get("examples_per_s"), "seed": seed}
+            row = result_row(name, run_row(row_config(name, spec, settings, seed)), seed)
+            stored = merge("rows", row, lambda x, n=name, s=seed: x["row"] == n and x["seed"] == s)
+            if "recorded" in stored:
+                row["recorded_ndcg@10"] = stored["recorded"]["ndcg@10"]
             tested.append(row)
-            merge("rows", row, lambda x, n=name, s=seed: x["row"] == n and x["seed"] == s)
             print(format_table([row], ["row", *NDCG, "train_s", "seed"], percent=NDCG), flush=True)
     variants = result["settings"]["variants"].split(",")
     held_best = max((r for r in result["selection_heldout_train"] if r["row"] in variants), key=lambda r: r["ndcg@10"])
     result["heldout_choice_with_new_variants"] = held_best["row"]
     write_results(result)
-    for row in tested:
-        if "recorded" in (held := next(r for r in result["rows"] if r["row"] == row["row"] and r["seed"] == row["seed"])):
-            row["recorded_ndcg@10"] = held["recorded"]["ndcg@10"]
     described = "; ".join(f"`{n}`: " + ", ".join(f"{k} {v}" for k, v in spec._asdict().items()
                                                   if k in ("columns", "mode") or v != Variant._field_defaults[k])
                           for n, spec in specs.items())
     cols = ["row", *NDCG, "train_s", "seed", "recorded_ndcg@10"]
-    md = (f"\n### Syntriever stage-1 variants on SciFact (MiniLM, recorded teacher) — {this_run['date']}, {machine}, "
+    md = (f"\n### Syntriever stage-1 variants on SciFact (MiniLM, recorded teacher) — {this_run['date']}, {this_run['machine']}, "
           f"commit {this_run['commit']}\n\n`python bench/syntriever_scifact.py --add-variants {','.join(names)} "
           f"--seeds {','.join(map(str, seeds))}` ({described}; every other setting as in the stage-1 run above; "
           f"mined negatives exclude gold; batch sizes are groups per step, with GradCache mini-batches).\n\n"
@@ -393,13 +399,12 @@ def main() -> None:
             if seed != seeds[0] and seed_rows and name not in seed_rows:
                 continue
             r = run_row(row_config(name, variant, args, seed))
-            rows.append({"row": name, **{m: r[m] for m in NDCG}, "train_s": r.get("train_s"),
-                         "examples_per_s": r.get("examples_per_s"), "seed": seed})
+            rows.append(result_row(name, r, seed))
             print(format_table(rows[-1:], ["row", *NDCG, "train_s", "examples_per_s", "seed"], percent=NDCG), flush=True)
 
     s2_rows, judge = stage2_phase(chosen, args, stage2_seeds)
     rows += s2_rows
-    result = {"date": date.today().isoformat(), "machine": f"{platform.machine()} {os.cpu_count()} cores, CPU",
+    result = {"date": date.today().isoformat(), "machine": machine(),
               "commit": git_commit(), "settings": vars(args), "chosen_stage1": chosen,
               "selection_heldout_train": selection, "rows": rows, "mean_over_seeds": mean_over_seeds(rows),
               "stage2_judge": judge, "wall_s": round(time.perf_counter() - start, 1)}

@@ -180,12 +180,13 @@ class SyntrieverPipeline:
         else:
             run = self.retrieve(None, split, k)
         hard = top_k(run, n, self.dataset.qrels_dict(split))
-        short = [q for q, ds in zip(hard["query_id"].to_pylist(), hard["doc_ids"].to_pylist()) if len(ds) < n]
+        ranked = dict(zip(hard["query_id"].to_pylist(), hard["doc_ids"].to_pylist()))
+        short = [q for q, ds in ranked.items() if len(ds) < n]
         if short:  # BM25 leaves out documents sharing no term with the query
             raise ValueError(f"stage1.mined_negatives={n}: {mined_by} finds fewer non-gold documents for {len(short)} "
                              f"{self.config.train_split} queries of {self.config.dataset} (e.g. {short[:3]}); mine fewer")
         passages = self.dataset.passages()
-        return {q: [passages[d] for d in ds] for q, ds in zip(hard["query_id"].to_pylist(), hard["doc_ids"].to_pylist())}
+        return {q: [passages[d] for d in ds] for q, ds in ranked.items()}
 
     def mine(self) -> pa.Table:
         """The stage-1 model's top-K per training query (gold included: the LLM judges every candidate)."""

@@ -133,8 +133,6 @@ def _split(embeddings: Sequence[Tensor], minimum: int) -> tuple[Tensor, Tensor]:
     return embeddings[0], torch.stack(list(embeddings[1:]), dim=1)
 
 
-
-
 class TemperatureLoss(nn.Module):
     """Base of the losses here, as sentence-transformers writes them: a model, a positive temperature tau, and
     ``forward`` = embed every column, then ``compute_loss_from_embeddings`` (which a subclass defines)."""

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -17,9 +15,6 @@ from synthir.dense.losses._common import (
     _reduce,
     _split,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 def bradley_terry_loss(
