@@ -241,12 +241,15 @@ def stage2_main(args, seeds: list[int]) -> None:
     """Run the stage-2 rows from the recorded results' chosen stage 1; merge them in after every row."""
     result = storage.read_json(str(RESULTS))
     settings = argparse.Namespace(**{**result["settings"], "storage": args.storage})
-    kept = [r for r in result["rows"] if r["row"] not in STAGE2_ROWS or r["seed"] not in seeds]  # other seeds stay
+    recorded = result["rows"]
     earlier = result.get("stage2_settings", [])
     start = time.perf_counter()
 
     def merge(new_rows: list[dict], judge: dict) -> None:
-        rows = kept + new_rows
+        """Replace exactly the (row, seed) pairs trained so far; every other recorded row stays, even if a later one
+        of this run is never trained."""
+        done = {(r["row"], r["seed"]) for r in new_rows}
+        rows = [r for r in recorded if (r["row"], r["seed"]) not in done] + new_rows
         this_run = {"seeds": seeds, "commit": git_commit(), "date": date.today().isoformat(),
                     "wall_s": round(time.perf_counter() - start, 1)}
         result.update(rows=rows, mean_over_seeds=mean_over_seeds(rows), stage2_judge=judge,
@@ -255,7 +258,7 @@ def stage2_main(args, seeds: list[int]) -> None:
 
     s2_rows, judge = stage2_phase(result["chosen_stage1"], settings, seeds, on_row=merge)
     cols = ["row", *NDCG, "train_s", "examples_per_s", "seed"]
-    means = [r for r in mean_over_seeds(kept + s2_rows) if r["row"] in ("base", "gold_only", "stage1", *STAGE2_ROWS)]
+    means = [r for r in result["mean_over_seeds"] if r["row"] in ("base", "gold_only", "stage1", *STAGE2_ROWS)]
     print(format_table(means, ["row", *NDCG, "ndcg@10_sd", "seeds"], percent=NDCG))
     md = (f"\n### Syntriever stage 2 on SciFact test (MiniLM, recorded judge) — {date.today().isoformat()}, {machine()}, "
           f"commit {git_commit()}\n\n`python bench/syntriever_scifact.py --stage2-only --stage2-seeds "
