@@ -43,15 +43,17 @@ def _setup_logging() -> None:
 @app.command("eval")
 def eval_cmd(
     dataset: Optional[str] = typer.Option(None, help="bundled name (scifact, pir/allsides) or a BEIR folder path/URI"),
-    retriever: Optional[str] = typer.Option(None, help="bm25 or dense"),
-    model: Optional[str] = typer.Option(None, help="encoder: local path, s3:// URI or name (dense only)"),
+    retriever: Optional[str] = typer.Option(None, help="bm25, dense or genret"),
+    model: Optional[str] = typer.Option(None, help="dense: encoder path, s3:// URI or name; genret: a genret model "
+                                        "folder or run step folder"),
+    collapse_identical: bool = typer.Option(False, "--collapse-identical", help="byte-identical documents count as one"),
     split: Optional[str] = typer.Option(None, help="qrels split (default test)"),
     storage_root: Optional[str] = typer.Option(None, "--storage", help="run output root: path or s3:// URI (default ./runs)"),
     config: Optional[str] = ConfigOpt,
     set_: Optional[list[str]] = SetOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Evaluate BM25 or a dense encoder on a dataset split: nDCG@1/3/5/10 and Recall@100."""
+    """Evaluate BM25, a dense encoder or a generative retriever on a dataset split (default: nDCG@1/3/5/10, Recall@100)."""
     from synthir.config import ConfigError, load_config
     from synthir.data.beir import DataError
     from synthir.eval.report import format_table, json_line
@@ -60,7 +62,10 @@ def eval_cmd(
 
     _setup_logging()
     overrides = list(set_ or [])
-    for key, value in (("dataset", dataset), ("retriever", retriever), ("encoder.model", model), ("split", split), ("storage", storage_root)):
+    model_key = "genret.model" if retriever == "genret" else "encoder.model"
+    if collapse_identical:
+        overrides.append("collapse_identical=true")
+    for key, value in (("dataset", dataset), ("retriever", retriever), (model_key, model), ("split", split), ("storage", storage_root)):
         if value is not None:
             overrides.append(f"{key}={value}")
     try:
@@ -387,6 +392,59 @@ def run_syntriever(
         typer.echo(f"\n{cfg.dataset} / {cfg.eval_split} (%)\n{out['table']}\nplot: {out['plot']}")
         if (reference := bundled_benchmark(cfg.dataset)) and cfg.eval_split == reference["split"]:
             typer.echo("\n" + benchmark_line(reference))
+    if as_json:
+        typer.echo(json_line({f"{r['row']}/{m}": r[m] for r in out["rows"] for m in cfg.eval_metrics}
+                             | {"timings_s": out["timings_s"]}))
+
+
+@run_app.command("genret")
+def run_genret(
+    config: Optional[str] = ConfigOpt,
+    set_: Optional[list[str]] = SetOpt,
+    steps: str = typer.Option("synth,sft,mine,rpo,eval", help="comma-separated steps to run"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Generative retrieval end to end: synthesis, identifiers + SFT, mined-negative RPO, HIT@k / MRR@10 evaluation."""
+    from synthir.config import ConfigError, load_config
+    from synthir.data.beir import DataError
+    from synthir.eval.report import json_line
+    from synthir.pipelines.genret import GenretConfig, GenretPipeline
+    from synthir.runtime import init_ray, ray_log_dir
+    from synthir.storage import StorageError
+    from synthir.synth.answer import MissingAnswers
+
+    _setup_logging()
+    try:
+        cfg = load_config(GenretConfig, config, list(set_ or []))
+        pipeline = GenretPipeline(cfg)
+        docs, distinct = pipeline.dataset.corpus.num_rows, pipeline.distinct_documents
+        queries = len(pipeline.dataset.qrels_dict(cfg.eval_split))
+        collapsed = (f"{distinct} distinct texts of {pipeline.raw_documents} documents, identical ones collapsed"
+                     if cfg.corpus.collapse_identical else f"{pipeline.raw_documents} documents, identical texts kept apart")
+        typer.echo(f"{cfg.dataset}: {collapsed}; " + (f"SUBSAMPLED to {docs} documents and {queries} test queries: "
+                   "numbers are not comparable with full runs." if docs < distinct or cfg.subsample.test_queries
+                   else f"all {queries} test queries."))
+        typer.echo(f"teacher: {'the recorded PIR teacher (real answers, 0 requests)' if cfg.synth.engine == 'recorded' else cfg.synth.model + ' (' + cfg.synth.engine + ')'}; "
+                   f"decoder: {cfg.sft.base_model}, {cfg.ids.kind} IDs, {cfg.sft_data.mixing} Context2ID")
+        if not cfg.ray.log_to_driver:
+            init_ray(cfg.ray)
+            typer.echo(f"Ray workers' logs (training): {ray_log_dir()}")
+        out = pipeline.run(tuple(s.strip() for s in steps.split(",") if s.strip()))
+    except MissingAnswers as e:
+        typer.echo(str(e))
+        raise typer.Exit(3)
+    except (ConfigError, DataError, StorageError, ValueError) as e:
+        _fail(e)
+    if "synth" in out:
+        s = out["synth"]
+        typer.echo(f"synthesis: {s['queries']} queries, parse failures {s['parse_failures'] or 0}, "
+                   f"{s['requests_sent']} requests sent, {s['from_store']} answers from the store")
+    if "mine" in out:
+        m = out["mine"]
+        typer.echo(f"mining: {m['queries']} query-answer queries, {m['positive_first']} ranked their document first "
+                   f"(skipped), {m['pairs']} preference pairs")
+    if out.get("table"):
+        typer.echo(f"\n{cfg.dataset} / {cfg.eval_split} (%)\n{out['table']}\nplot: {out['plot']}")
     if as_json:
         typer.echo(json_line({f"{r['row']}/{m}": r[m] for r in out["rows"] for m in cfg.eval_metrics}
                              | {"timings_s": out["timings_s"]}))

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+from typing import Any
 
 from pydantic import Field
 
+from synthir import storage
 from synthir.config import StrictModel, added_later
 
 log = logging.getLogger(__name__)
@@ -109,3 +111,12 @@ def init_ray(config: RayConfig | None = None) -> None:
     if not config.log_to_driver:
         _quiet_ray_data()
     log.info("Ray resources: %s", ray.cluster_resources())
+
+
+def ray_storage(uri: str) -> tuple[str, Any]:
+    """(storage_path, storage_filesystem) for Ray Train's ``RunConfig`` from a storage URI (local or remote)."""
+    if storage.is_remote(uri):
+        fs, path = storage.filesystem(uri)
+        return path, fs
+    path = uri[len("file://"):] if uri.startswith("file://") else uri
+    return os.path.abspath(path), None

@@ -10,7 +10,6 @@ by rank 0 to ``<out>/model`` with a ``_SUCCESS.json`` marker last, so a reader n
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -25,9 +24,8 @@ from synthir.config import StrictModel, added_later, execution_only
 from synthir.dense.encoder import EncoderConfig
 from synthir.dense.groups import LAYOUTS
 from synthir.dense.losses import DistillationMode
-from synthir.progress import driver_progress
+from synthir.train_loop import MARKER, fit_on_ray, is_trained
 
-MARKER = "_SUCCESS.json"
 LossName = Literal["distill", "infonce", "pl", "bt"]
 
 
@@ -86,15 +84,6 @@ def build_loss(model, config: TrainConfig, layout: str | None = None):
     return losses.MultiPositiveDistillationLoss(model, **kwargs)
 
 
-def _ray_storage(uri: str) -> tuple[str, Any]:
-    """(storage_path, storage_filesystem) for Ray Train's RunConfig."""
-    if storage.is_remote(uri):
-        fs, path = storage.filesystem(uri)
-        return path, fs
-    path = uri[len("file://"):] if uri.startswith("file://") else uri
-    return os.path.abspath(path), None
-
-
 def _train_loop(loop_config: dict) -> None:
     """Ray Train worker: the sentence-transformers Trainer on this worker's shard, resuming from Ray's checkpoint."""
     if os.path.isdir(loop_config["cwd"]):
@@ -110,9 +99,9 @@ def _train_loop(loop_config: dict) -> None:
     from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
-    from transformers import TrainerCallback
 
     from synthir.dense.encoder import load_encoder
+    from synthir.train_loop import FailOnce, ReportStep, StepLog, publish, train_resuming
 
     encoder = EncoderConfig.model_validate(loop_config["encoder"])
     torch.set_num_threads(config.torch_threads or max(1, int(config.cpus_per_worker)))
@@ -126,29 +115,6 @@ def _train_loop(loop_config: dict) -> None:
     loss = build_loss(model, config, loop_config.get("layout"))
     resume = ray.train.get_checkpoint()
     progress = loop_config.get("progress")
-
-    class FailOnce(TrainerCallback):
-        """Testing hook: worker 0 dies (as if killed) at ``fail_at_step`` unless this attempt resumed."""
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if rank == 0 and resume is None and state.global_step == config.fail_at_step:
-                os._exit(1)
-
-    class ReportStep(TrainerCallback):
-        """Rank 0 tells the driver's progress bar (``synthir.progress``) where training stands."""
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if rank == 0 and progress is not None:
-                progress.update.remote(state.global_step, state.max_steps)
-
-    class StepLog(TrainerCallback):
-        """Keep every logged step (loss, lr) for the run's ``train_log.jsonl``."""
-
-        def __init__(self) -> None:
-            self.rows: list[dict] = []
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            self.rows.append({"step": state.global_step, **(logs or {})})
 
     work = tempfile.mkdtemp(prefix="synthir-train-")
     args = SentenceTransformerTrainingArguments(
@@ -176,18 +142,12 @@ def _train_loop(loop_config: dict) -> None:
         ddp_find_unused_parameters=True,  # BERT-style pooler weights get no gradient under mean pooling
     )
     step_log = StepLog()
+    callbacks = [RayTrainReportCallback(), step_log, FailOnce(rank, resume is not None, config.fail_at_step),
+                 ReportStep(rank, progress)]
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss,
-                                         callbacks=[RayTrainReportCallback(), step_log, FailOnce(), ReportStep()])
+                                         callbacks=callbacks)
     trainer = prepare_trainer(trainer)
-    resumed_from = 0
-    if resume is not None:
-        with resume.as_directory() as ckpt:
-            local = os.path.join(work, "resume")
-            shutil.copytree(os.path.join(ckpt, RayTrainReportCallback.CHECKPOINT_NAME), local)
-        resumed_from = json.load(open(os.path.join(local, "trainer_state.json")))["global_step"]
-        output = trainer.train(resume_from_checkpoint=local)
-    else:
-        output = trainer.train()
+    output, resumed_from = train_resuming(trainer, resume, work)
     if rank == 0:
         final = os.path.join(work, "final")
         trainer.save_model(final)
@@ -197,19 +157,9 @@ def _train_loop(loop_config: dict) -> None:
                    "train_runtime_s": output.metrics.get("train_runtime"),
                    "deepspeed_zero_stage": (trainer.model_wrapped.zero_optimization_stage()
                                             if trainer.is_deepspeed_enabled else None)}
-        out = loop_config["out_uri"]
-        storage.delete(storage.join(out, "model"))
-        storage.copy_tree(final, storage.join(out, "model"))
-        storage.write_bytes(storage.join(out, "train_log.jsonl"),
-                            "".join(json.dumps(r) + "\n" for r in step_log.rows).encode())
-        storage.write_json(storage.join(out, MARKER), summary)
+        publish(final, loop_config["out_uri"], step_log.rows, summary)
     ray.train.report({"done": 1, "global_step": output.global_step})
     shutil.rmtree(work, ignore_errors=True)
-
-
-def is_trained(out_uri: str) -> bool:
-    """True when ``out_uri`` holds a finished model."""
-    return storage.exists(storage.join(out_uri, MARKER))
 
 
 def train_encoder(groups: pa.Table, encoder: EncoderConfig, config: TrainConfig, out_uri: str,
@@ -218,9 +168,6 @@ def train_encoder(groups: pa.Table, encoder: EncoderConfig, config: TrainConfig,
 
     ``desc`` names the driver-side progress bar shown when Ray workers' output stays in Ray's log files.
     """
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
     if config.loss == "distill" and (layout or "full") not in LAYOUTS:
         raise ValueError(f"unknown group layout {layout!r}; one of {sorted(LAYOUTS)}")
     per_step = config.batch_size * config.num_workers
@@ -232,19 +179,8 @@ def train_encoder(groups: pa.Table, encoder: EncoderConfig, config: TrainConfig,
     start = time.perf_counter()
     groups_uri = storage.join(out_uri, "groups.parquet")
     storage.write_table(groups_uri, groups)
-    path, fs = _ray_storage(storage.join(out_uri, "ray"))
-    with driver_progress(desc) as progress:
-        trainer = TorchTrainer(
-            _train_loop,
-            train_loop_config={"train": config.model_dump(), "encoder": encoder.model_dump(), "groups_uri": groups_uri,
-                               "out_uri": out_uri, "layout": layout, "cwd": os.getcwd(), "progress": progress},
-            scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu,
-                                         resources_per_worker={"CPU": config.cpus_per_worker}),
-            run_config=RunConfig(name="train", storage_path=path, storage_filesystem=fs,
-                                 failure_config=FailureConfig(max_failures=config.max_failures),
-                                 checkpoint_config=CheckpointConfig(num_to_keep=1)),
-        )
-        trainer.fit()
+    fit_on_ray(_train_loop, {"train": config.model_dump(), "encoder": encoder.model_dump(), "groups_uri": groups_uri,
+                             "out_uri": out_uri, "layout": layout}, config, out_uri, desc)
     summary = storage.read_json(storage.join(out_uri, MARKER))
     summary["wall_s"] = round(time.perf_counter() - start, 2)
     summary["encoder"] = encoder.model_dump(mode="json")  # prefixes, pooling, lengths: how to use the model (serving)

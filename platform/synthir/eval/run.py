@@ -11,12 +11,14 @@ import pyarrow as pa
 from pydantic import Field
 
 from synthir import storage
-from synthir.config import StrictModel, config_hash, execution_only
+from synthir.config import StrictModel, added_later, config_hash, execution_only
 from synthir.data.beir import RetrievalDataset, load_beir
 from synthir.dense.encode import EncodeConfig, encode_corpus, load_embeddings
 from synthir.dense.encoder import EncoderConfig, encode_queries, load_encoder
 from synthir.dense.index import DenseIndex, IndexConfig
 from synthir.eval.metrics import DENSE_METRICS, evaluate
+from synthir.generative.corpus import collapsed_dataset
+from synthir.generative.retrieve import DecodeConfig
 from synthir.manifest import Manifest
 from synthir.runtime import RayConfig, init_ray
 from synthir.sparse.bm25 import BM25Config, BM25Retriever
@@ -24,16 +26,26 @@ from synthir.sparse.bm25 import BM25Config, BM25Retriever
 log = logging.getLogger(__name__)
 
 
+class GenretEvalConfig(StrictModel):
+    """The generative retriever to evaluate: a genret model folder (or the run step folder holding ``model/``)."""
+
+    model: str | None = None
+    decode: DecodeConfig = DecodeConfig()
+
+
 class EvalConfig(StrictModel):
     """One evaluation: a dataset split, a retriever, the metrics, and where results go."""
 
     dataset: str = Field("scifact", description="bundled name (scifact, pir/allsides, ...), path or URI of a BEIR folder")
     split: str = "test"
-    retriever: Literal["bm25", "dense"] = "dense"
+    retriever: Literal["bm25", "dense", "genret"] = "dense"
     encoder: EncoderConfig = EncoderConfig()
     encode: EncodeConfig = EncodeConfig()
     index: IndexConfig = IndexConfig()
     bm25: BM25Config = BM25Config()
+    genret: GenretEvalConfig = added_later(GenretEvalConfig())
+    collapse_identical: bool = added_later(False, description="byte-identical documents count as one (their qrels "
+                                           "merged): PIR AGNews has 230 distinct texts among 500 documents")
     top_k: int = Field(100, ge=1)
     metrics: list[str] = Field(default_factory=lambda: list(DENSE_METRICS))
     storage: str = execution_only("./runs", description="root for run outputs: a path, file:// or s3:// URI")
@@ -83,6 +95,24 @@ def bm25_run(dataset: RetrievalDataset, split: str, config: BM25Config, top_k: i
     return bm25.search_run(queries["id"].to_pylist(), queries["text"].to_pylist(), top_k)
 
 
+def genret_run(dataset: RetrievalDataset, split: str, config: GenretEvalConfig) -> tuple[dict[str, dict[str, float]], dict]:
+    """The trie-constrained beam-search run of a genret model on ``split`` (its documents must be the model's)."""
+    from synthir.generative.retrieve import GenerativeRetriever
+    from synthir.generative.trie import TRIE_FILE
+
+    if not config.model:
+        raise ValueError("retriever genret needs a model: --model <genret run>/model (or genret.model=...)")
+    model = config.model if storage.exists(storage.join(config.model, TRIE_FILE)) else storage.join(config.model, "model")
+    retriever = GenerativeRetriever(model)
+    unknown = set(retriever.trie.identifiers) - set(dataset.corpus["id"].to_pylist())
+    if unknown:
+        raise ValueError(f"{model}: {len(unknown)} of its documents are not in {dataset.name} (e.g. {sorted(unknown)[:3]}); "
+                         "evaluate on the corpus it was trained on (with collapse_identical as in training)")
+    queries = dataset.split_queries(split)
+    run, stats = retriever.run(queries["id"].to_pylist(), queries["text"].to_pylist(), config.decode)
+    return run, {**stats, "model": model}
+
+
 def run_to_table(run: dict[str, dict[str, float]]) -> pa.Table:
     """A run as a table (query_id, doc_id, score, rank)."""
     q, d, s, r = [], [], [], []
@@ -100,6 +130,8 @@ def run_eval(config: EvalConfig) -> dict:
     start = time.perf_counter()
     with manifest.timer("load_data"):
         dataset = load_beir(config.dataset, splits=(config.split,))
+        if config.collapse_identical:
+            dataset, _ = collapsed_dataset(dataset)
     manifest.input("dataset", dataset.root)
     manifest.count("corpus", dataset.corpus.num_rows)
     manifest.count("queries", len(dataset.qrels_dict(config.split)))
@@ -107,6 +139,10 @@ def run_eval(config: EvalConfig) -> dict:
     if config.retriever == "bm25":
         with manifest.timer("bm25_index_and_search"):
             run = bm25_run(dataset, config.split, config.bm25, config.top_k)
+    elif config.retriever == "genret":
+        with manifest.timer("genret_decode"):
+            run, extra = genret_run(dataset, config.split, config.genret)
+        manifest.input("model", extra["model"])
     else:
         init_ray(config.ray)
         run, extra = dense_run(dataset, config.split, config.encoder, config.encode, config.index, config.storage,
@@ -119,10 +155,11 @@ def run_eval(config: EvalConfig) -> dict:
         "dataset": config.dataset,
         "split": config.split,
         "retriever": config.retriever,
-        "model": config.encoder.model if config.retriever == "dense" else "bm25",
+        "model": {"dense": config.encoder.model, "genret": extra.get("model")}.get(config.retriever, "bm25"),
         "metrics": metrics,
         "wall_s": round(time.perf_counter() - start, 2),
-        **({"docs_per_s": extra["docs_per_s"], "encode_s": extra["seconds"]} if extra else {}),
+        **({"docs_per_s": extra["docs_per_s"], "encode_s": extra["seconds"]} if config.retriever == "dense" else {}),
+        **({"queries_per_s": extra["queries_per_s"]} if config.retriever == "genret" else {}),
         "run_dir": run_dir,
     }
     storage.write_json(storage.join(run_dir, "results.json"), results)

@@ -363,3 +363,28 @@ def parse_query_answer_pairs(text: str) -> list[tuple[str, str]]:
     if not pairs:
         raise ParseFailure(name, text, "no Query:/Answer: pairs")
     return pairs
+
+
+# --------------------------------------------------------------------------------------------- metadata attributes
+
+
+def parse_attributes(text: str, names: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``{name: value}`` from "Name: value" lines (names matched case-insensitively, markup stripped), in ``names``' order.
+
+    Lines naming other attributes are ignored; a name given twice keeps its first value. ParseFailure when none of
+    ``names`` is found.
+    """
+    name = "parse_attributes"
+    _check_text(name, text)
+    wanted = {n.casefold(): n for n in names}
+    found: dict[str, str] = {}
+    for line in _strip_emphasis(text).splitlines():
+        line = _MARKER.sub("", line.strip(), count=1)
+        key, sep, value = line.partition(":")
+        canonical = wanted.get(_strip_markup(key).strip().casefold())
+        value = _strip_quotes(re.sub(r"\s+", " ", value).strip())
+        if sep and canonical and value and canonical not in found:
+            found[canonical] = value
+    if not found:
+        raise ParseFailure(name, text, f"none of the attributes {list(names)}")
+    return {n: found[n] for n in names if n in found}
