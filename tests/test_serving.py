@@ -61,7 +61,23 @@ def bundles(scifact_mini, corpus_b, ray_local, s3_server, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def service(bundles, tmp_path_factory):
+def genret_model(tmp_path_factory) -> str:
+    """A genret model folder (tiny random decoder + the real SmolLM2 tokenizer + its trie) over 5 documents."""
+    from synthir.generative.ids import IdentifierConfig, identifier_tokens, semantic_ids
+    from synthir.generative.train import load_tokenizer
+    from synthir.generative.trie import TokenTrie
+    from tests.genret_fixtures import tiny_decoder
+
+    folder = tiny_decoder(tmp_path_factory.mktemp("genret"))
+    tokenizer = load_tokenizer("bundled:smollm2-135m-instruct")
+    ids = semantic_ids({f"g{i}": [w] for i, w in enumerate(["tides", "lava", "bees", "glaciers", "tide pools"])},
+                       IdentifierConfig())
+    TokenTrie([identifier_tokens(tokenizer, ids[d]) for d in ids], list(ids), tokenizer.eos_token_id).save(str(folder))
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def service(bundles, genret_model, tmp_path_factory):
     """The app on a free loopback port, serving bundle A, with mining (query texts on) into a temp folder."""
     from ray import serve
 
@@ -73,7 +89,8 @@ def service(bundles, tmp_path_factory):
     cfg = ServeConfig(run=bundles["a"]["uri"], port=_free_port(), encoder={"num_cpus": 0.5},
                       searcher={"num_cpus": 0.25}, ingress={"num_cpus": 0.25},
                       limits={"max_body_bytes": 8192, "max_queries": 8, "max_query_chars": 300, "max_k": 50},
-                      mining={"enabled": True, "uri": str(mining), "store_queries": True, "flush_interval_s": 0.5})
+                      mining={"enabled": True, "uri": str(mining), "store_queries": True, "flush_interval_s": 0.5},
+                      genret={"model": genret_model, "num_cpus": 0.25, "decode": {"num_beams": 4, "top_k": 4}})
     before = _snapshot(bundles["a"]["uri"])
     deploy(cfg)
     yield {"cfg": cfg, "url": url(cfg), "mining": str(mining), "headers": {"Authorization": f"Bearer {KEY}"}}
@@ -144,6 +161,27 @@ def test_search_over_http_equals_offline_retrieval(service, bundles):
     assert "text" not in one["results"][0]["hits"][0]
 
 
+def test_generative_retriever_is_served_beside_the_dense_one(service, genret_model):
+    from synthir.generative.retrieve import DecodeConfig, GenerativeRetriever
+
+    queries = ["what causes tides?", "volcanic lava", "bees"]
+    bodies = [httpx.post(service["url"] + "/v1/search", json={"query": queries, "k": k, "retriever": "genret"},
+                         headers=service["headers"], timeout=120) for k in (3, 2)]
+    assert all(b.status_code == 200 for b in bodies), bodies[0].text
+    offline = GenerativeRetriever(genret_model).search(queries, DecodeConfig(num_beams=4, top_k=3))
+    for k, body in zip((3, 2), bodies):
+        assert body.json()["retriever"] == "genret" and body.json()["model_version"] == genret_model
+        for result, want in zip(body.json()["results"], offline):
+            assert [h["id"] for h in result["hits"]] == [d for d, _ in want][:k]
+            np.testing.assert_allclose([h["score"] for h in result["hits"]], [s for _, s in want][:k], atol=1e-4)
+            assert [h["rank"] for h in result["hits"]] == list(range(1, k + 1))
+    text = httpx.post(service["url"] + "/v1/search", json={"query": "tides", "retriever": "genret", "return_text": True},
+                      headers=service["headers"], timeout=60)
+    assert text.status_code == 400 and text.json()["error"]["param"] == "return_text"
+    info = httpx.get(service["url"] + "/v1/info", headers=service["headers"], timeout=60).json()
+    assert info["retrievers"]["genret"]["documents"] == 5
+
+
 def test_concurrent_searches_each_get_their_own_k_and_fields(service, bundles):
     """Searches the ingress combines into one encoder and one searcher call still answer each request as asked."""
     asks = [(QUERIES[i % 5], k, i % 2 == 0) for i, k in enumerate((1, 3, 7, 2, 10, 5, 4, 8))]
@@ -202,7 +240,7 @@ def test_every_route_but_healthz_needs_the_key(service):
     ({"query": []}, 422, "query is empty"),
     ({"query": "  "}, 422, "blank"),
     ({"query": 5}, 422, "query"),
-    ({"query": "q", "retriever": "genret"}, 404, "retriever 'genret'"),
+    ({"query": "q", "retriever": "sparse"}, 404, "retriever 'sparse'"),
     ({"query": "q", "nonsense": 1}, 422, "unknown field 'nonsense'"),
     ({}, 422, "query"),
 ])
@@ -269,7 +307,8 @@ def test_mining_log_written_read_back_and_turned_into_comparison_requests(servic
     time.sleep(1.5)  # every earlier search of this module is in a part by now
     newest = {}
     for row in sorted(read_log(service["mining"]).to_pylist(), key=lambda row: row["time"]):
-        newest[row["query_hash"]] = min(5, len(row["doc_ids"]))
+        if row["retriever"] == "dense":  # the generative retriever's searches are logged too, and not compared here
+            newest[row["query_hash"]] = min(5, len(row["doc_ids"]))
     with pytest.raises(MissingAnswers) as info:
         to_comparisons(service["mining"], bundles["a"]["uri"], prefs, str(tmp_path / "triples.parquet"), k=5)
     requests = read_requests(info.value.uri)

@@ -63,6 +63,10 @@ def eval_cmd(
     _setup_logging()
     overrides = list(set_ or [])
     model_key = "genret.model" if retriever == "genret" else "encoder.model"
+    if retriever == "genret" and not any(o.startswith("metrics=") for o in overrides):
+        from synthir.eval.metrics import GENERATIVE_METRICS
+
+        overrides.append(f"metrics=[{','.join(GENERATIVE_METRICS)}]")  # HIT@k / MAP / MRR, as Wen et al. report
     if collapse_identical:
         overrides.append("collapse_identical=true")
     for key, value in (("dataset", dataset), ("retriever", retriever), (model_key, model), ("split", split), ("storage", storage_root)):

@@ -11,17 +11,48 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from typing import Any
+import time
+from typing import Any, Literal
 
+from pydantic import Field, model_validator
 from transformers import TrainerCallback
 
 from synthir import storage
+from synthir.config import StrictModel, execution_only
 
 MARKER = "_SUCCESS.json"
 
 
+class WorkerGroupConfig(StrictModel):
+    """How a training run is spread over Ray Train workers, its precision, and its checkpoint and failure handling."""
+
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    deepspeed: dict[str, Any] | None = Field(None, description="a DeepSpeed config (ZeRO-2, ZeRO-3); 'auto' values allowed")
+    num_workers: int = Field(1, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: float = execution_only(1.0, gt=0)
+    torch_threads: int | None = execution_only(None, ge=1, description="CPU threads per worker; default: cpus_per_worker")
+    save_steps: int = execution_only(0, ge=0, description="checkpoint every N steps; 0: once per epoch")
+    max_failures: int = execution_only(1, ge=-1, description="worker failures Ray Train recovers from (-1: unlimited)")
+    seed: int = 0
+    fail_at_step: int | None = execution_only(None, ge=1, description="testing: kill worker 0 at this step on the first attempt")
+
+    @model_validator(mode="after")
+    def _fp16_needs_gpu(self) -> "WorkerGroupConfig":
+        if self.precision == "fp16" and not self.use_gpu:
+            raise ValueError("precision fp16 needs use_gpu: true (use bf16 or fp32 on CPU)")
+        return self
+
+
 class FailOnce(TrainerCallback):
-    """Testing hook: worker 0 dies (as if killed) at ``fail_at_step`` unless this attempt resumed."""
+    """Testing hook: worker 0 dies (as if killed) at ``fail_at_step`` unless this attempt resumed.
+
+    It first waits ``grace_s``: Ray Train's controller collects a worker's reports when it polls (every 2 s), so a
+    worker that dies right after reporting a checkpoint may take that checkpoint with it (a real crash then resumes
+    from the one before). The wait makes the test's expected resume step certain on a loaded machine.
+    """
+
+    grace_s = 10.0
 
     def __init__(self, rank: int, resumed: bool, fail_at_step: int | None):
         self.rank, self.resumed, self.fail_at_step = rank, resumed, fail_at_step
@@ -29,6 +60,7 @@ class FailOnce(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         """Exit the process at the chosen step on the first attempt."""
         if self.rank == 0 and not self.resumed and state.global_step == self.fail_at_step:
+            time.sleep(self.grace_s)
             os._exit(1)
 
 

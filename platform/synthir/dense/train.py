@@ -14,22 +14,22 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Any, Literal
+from typing import Literal
 
 import pyarrow as pa
 from pydantic import Field, model_validator
 
 from synthir import storage
-from synthir.config import StrictModel, added_later, execution_only
+from synthir.config import added_later
 from synthir.dense.encoder import EncoderConfig
 from synthir.dense.groups import LAYOUTS
 from synthir.dense.losses import DistillationMode
-from synthir.train_loop import MARKER, fit_on_ray, is_trained
+from synthir.train_loop import MARKER, WorkerGroupConfig, fit_on_ray, is_trained
 
 LossName = Literal["distill", "infonce", "pl", "bt"]
 
 
-class TrainConfig(StrictModel):
+class TrainConfig(WorkerGroupConfig):
     """One encoder training run (paper settings: AdamW lr 2e-5, weight decay 0.01, warm-up, cosine, tau 0.05)."""
 
     loss: LossName = Field("distill", description="distill (stage 1), infonce (gold-only), pl / bt (stage 2)")
@@ -46,21 +46,9 @@ class TrainConfig(StrictModel):
     warmup_ratio: float = Field(0.1, ge=0, le=1)
     scheduler: Literal["cosine", "linear", "constant_with_warmup"] = "cosine"
     max_seq_length: int | None = Field(None, ge=8, description="training-time truncation; default: the encoder's")
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    deepspeed: dict[str, Any] | None = Field(None, description="a DeepSpeed config (e.g. ZeRO-2); 'auto' values allowed")
-    num_workers: int = Field(1, ge=1)
-    use_gpu: bool = False
-    cpus_per_worker: float = execution_only(1.0, gt=0)
-    torch_threads: int | None = execution_only(None, ge=1, description="CPU threads per worker; default: cpus_per_worker")
-    save_steps: int = execution_only(0, ge=0, description="checkpoint every N steps; 0: once per epoch")
-    max_failures: int = execution_only(1, ge=-1, description="worker failures Ray Train recovers from (-1: unlimited)")
-    seed: int = 0
-    fail_at_step: int | None = execution_only(None, ge=1, description="testing: kill worker 0 at this step on the first attempt")
 
     @model_validator(mode="after")
-    def _gpu_only(self) -> "TrainConfig":
-        if self.precision == "fp16" and not self.use_gpu:
-            raise ValueError("precision fp16 needs use_gpu: true (use bf16 or fp32 on CPU)")
+    def _grad_cache_is_for_distill(self) -> "TrainConfig":
         if self.mini_batch_size and self.loss != "distill":
             raise ValueError(f"mini_batch_size (GradCache) is for the stage-1 distill loss, not loss {self.loss!r}")
         return self

@@ -104,14 +104,15 @@ class _RetrieveBatch:
                 "scores": [[s for _, s in r] for r in ranked]}
 
 
-def retrieve_on_ray(model_dir: str, query_ids: list[str], queries: list[str], config: DecodeConfig,
-                    num_actors: int = 1, cpus_per_actor: float = 1.0, gpus_per_actor: float = 0.0) -> dict[str, dict[str, float]]:
-    """The run for a query set, decoded on a Ray Data actor pool of ``num_actors`` models."""
+def retrieve_on_ray(model_dir: str, queries: list[str], config: DecodeConfig, num_actors: int = 1,
+                    cpus_per_actor: float = 1.0, gpus_per_actor: float = 0.0) -> list[list[tuple[str, float]]]:
+    """``GenerativeRetriever.search`` for a query set on a Ray Data actor pool of ``num_actors`` models (same order)."""
     import ray.data
 
-    rows = [{"query_id": q, "query": t} for q, t in zip(query_ids, queries)]
+    rows = [{"query_id": str(i), "query": t} for i, t in enumerate(queries)]
     ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), num_actors * 4)))
     out = ds.map_batches(_RetrieveBatch, fn_constructor_kwargs={"model_dir": model_dir, "config": config.model_dump()},
                          batch_size=config.batch_size, compute=ray.data.ActorPoolStrategy(size=num_actors),
                          num_cpus=cpus_per_actor, num_gpus=gpus_per_actor).take_all()
-    return {r["query_id"]: dict(zip(r["doc_ids"], r["scores"])) for r in out}
+    by_index = {int(r["query_id"]): list(zip(r["doc_ids"], r["scores"])) for r in out}
+    return [by_index[i] for i in range(len(queries))]

@@ -26,12 +26,11 @@ from typing import Any, Literal
 from pydantic import Field
 
 from synthir import storage
-from synthir.config import StrictModel, execution_only
 from synthir.generative.sft_data import render_prompt
-from synthir.train_loop import MARKER, fit_on_ray, is_trained
+from synthir.train_loop import MARKER, WorkerGroupConfig, fit_on_ray, is_trained
 
 
-class RPOConfig(StrictModel):
+class RPOConfig(WorkerGroupConfig):
     """The preference stage (paper: β 0.5, α 1.0, lr 1e-7, batch 64, 1 epoch, top-10 mined negatives)."""
 
     beta: float = Field(0.5, gt=0)
@@ -45,15 +44,6 @@ class RPOConfig(StrictModel):
     lr: float = Field(1e-7, gt=0)
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     max_prompt_tokens: int = Field(288, ge=8)
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    deepspeed: dict[str, Any] | None = None
-    num_workers: int = Field(1, ge=1)
-    use_gpu: bool = False
-    cpus_per_worker: float = execution_only(1.0, gt=0)
-    torch_threads: int | None = execution_only(None, ge=1)
-    save_steps: int = execution_only(0, ge=0)
-    max_failures: int = execution_only(1, ge=-1)
-    seed: int = 0
 
 
 def identifier_text(tokenizer: Any, identifier: str) -> str:
@@ -117,7 +107,7 @@ def _rpo_loop(loop_config: dict) -> None:
     step_log = StepLog()
     trainer = DPOTrainer(model=model, ref_model=reference, args=dpo_args(config, os.path.join(work, "hf"), rank),
                          train_dataset=datasets.Dataset(datasets.table.InMemoryTable(table)), processing_class=tokenizer,
-                         callbacks=[RayTrainReportCallback(), step_log, FailOnce(rank, resume is not None, None),
+                         callbacks=[RayTrainReportCallback(), step_log, FailOnce(rank, resume is not None, config.fail_at_step),
                                     ReportStep(rank, loop_config.get("progress"))])
     trainer = prepare_trainer(trainer)
     output, resumed_from = train_resuming(trainer, resume, work)

@@ -25,14 +25,24 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from synthir import storage
-from synthir.config import StrictModel, execution_only
+from synthir.config import StrictModel
 from synthir.dense.encoder import local_model_path
-from synthir.train_loop import MARKER, fit_on_ray, is_trained
+from synthir.train_loop import MARKER, WorkerGroupConfig, fit_on_ray, is_trained
 
 BUNDLED_DECODER = "bundled:smollm2-135m-instruct"
 
 
-class DecoderTrainConfig(StrictModel):
+class LoraOptions(StrictModel):
+    """LoRA adapters (peft) instead of full fine-tuning; merged into the model when it is published."""
+
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    train_embeddings: bool = Field(False, description="also train embed_tokens and lm_head in full (atomic IDs need it)")
+
+
+class DecoderTrainConfig(WorkerGroupConfig):
     """One decoder training run (paper SFT: lr 2e-5, warm-up 0.1, 2 epochs, batch 256, bf16, max length 700)."""
 
     base_model: str = Field(BUNDLED_DECODER, description="bundled:<name>, a local Hugging Face folder or a hub id")
@@ -46,22 +56,15 @@ class DecoderTrainConfig(StrictModel):
     scheduler: Literal["cosine", "linear", "constant_with_warmup"] = "cosine"
     max_length: int = Field(700, ge=16, description="longest sequence (packed block) in tokens")
     packing: bool = Field(True, description="pack the stream into max_length blocks, in order (TRL 'wrapped')")
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    deepspeed: dict[str, Any] | None = Field(None, description="a DeepSpeed config (e.g. ZeRO-3); 'auto' values allowed")
     gradient_checkpointing: bool = False
-    num_workers: int = Field(1, ge=1)
-    use_gpu: bool = False
-    cpus_per_worker: float = execution_only(1.0, gt=0)
-    torch_threads: int | None = execution_only(None, ge=1, description="CPU threads per worker; default: cpus_per_worker")
-    save_steps: int = execution_only(0, ge=0, description="checkpoint every N steps; 0: once per epoch")
-    max_failures: int = execution_only(1, ge=-1, description="worker failures Ray Train recovers from (-1: unlimited)")
-    seed: int = 0
-    fail_at_step: int | None = execution_only(None, ge=1, description="testing: kill worker 0 at this step on the first attempt")
+    lora: LoraOptions | None = Field(None, description="train LoRA adapters (peft), merged at the end; None: full fine-tuning")
 
     @model_validator(mode="after")
-    def _gpu_only(self) -> "DecoderTrainConfig":
-        if self.precision == "fp16" and not self.use_gpu:
-            raise ValueError("precision fp16 needs use_gpu: true (use bf16 or fp32 on CPU)")
+    def _lora_without_zero3(self) -> "DecoderTrainConfig":
+        stage = ((self.deepspeed or {}).get("zero_optimization") or {}).get("stage")
+        if self.lora is not None and stage == 3:
+            raise ValueError("lora with DeepSpeed ZeRO-3 is not supported here (merging needs the gathered weights): "
+                             "use ZeRO-2, or full fine-tuning with ZeRO-3")
         return self
 
 
@@ -165,15 +168,25 @@ def _train_loop(loop_config: dict) -> None:
     train_dataset = datasets.Dataset(datasets.table.InMemoryTable(table))
     resume = ray.train.get_checkpoint()
     step_log = StepLog()
+    peft_config = None
+    if config.lora is not None:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
+                                 target_modules=config.lora.target_modules, task_type="CAUSAL_LM",
+                                 modules_to_save=["embed_tokens", "lm_head"] if config.lora.train_embeddings else None)
     trainer = SFTTrainer(model=model, args=sft_args(config, os.path.join(work, "hf"), rank), train_dataset=train_dataset,
-                         processing_class=tokenizer,
+                         processing_class=tokenizer, peft_config=peft_config,
                          callbacks=[RayTrainReportCallback(), step_log, FailOnce(rank, resume is not None, config.fail_at_step),
                                     ReportStep(rank, loop_config.get("progress"))])
     trainer = prepare_trainer(trainer)
     output, resumed_from = train_resuming(trainer, resume, work)
     if rank == 0:
         final = os.path.join(work, "final")
-        trainer.save_model(final)
+        if config.lora is not None:  # one plain model folder: retrieval and RPO need no peft
+            trainer.model.merge_and_unload().save_pretrained(final)
+        else:
+            trainer.save_model(final)
         tokenizer.save_pretrained(final)
         TokenTrie.from_json(storage.read_json(storage.join(out, "trie.json"))).save(final)
         summary = {"global_step": output.global_step, "resumed_from_step": resumed_from,

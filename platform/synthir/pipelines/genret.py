@@ -17,17 +17,15 @@ setting they depend on, so changing an RPO setting retrains RPO only.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import random
 import time
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from synthir import storage
-from synthir.config import StrictModel, content_dump, execution_only
+from synthir.config import StrictModel, execution_only
 from synthir.data.beir import load_beir
 from synthir.dense.encode import EncodeConfig
 from synthir.dense.encoder import EncoderConfig
@@ -38,12 +36,14 @@ from synthir.eval.run import bm25_run, dense_run
 from synthir.generative.corpus import CorpusConfig, chunk_text, collapsed_dataset
 from synthir.generative.ids import IdentifierConfig, add_atomic_tokens, atomic_ids, identifier_tokens, semantic_ids
 from synthir.generative.mine import mined_pairs, random_pairs
-from synthir.generative.retrieve import DecodeConfig, GenerativeRetriever
+from synthir.generative.retrieve import DecodeConfig, GenerativeRetriever, retrieve_on_ray
 from synthir.generative.rpo import RPOConfig, preference_rows, train_rpo
 from synthir.generative.sft_data import SFTDataConfig, build_examples
 from synthir.generative.train import DecoderTrainConfig, load_tokenizer, train_decoder
 from synthir.generative.trie import TokenTrie
 from synthir.manifest import Manifest
+from synthir.pipelines.steps import StepTimer
+from synthir.pipelines.steps import step_key as _key
 from synthir.runtime import RayConfig, init_ray
 from synthir.sparse.bm25 import BM25Config
 from synthir.synth.genret import GenretSynthConfig, synthesize_genret
@@ -112,14 +112,11 @@ class GenretConfig(StrictModel):
     encode: EncodeConfig = EncodeConfig()
     index: IndexConfig = IndexConfig()
     subsample: GenretSubsample = GenretSubsample()
+    decode_actors: int = execution_only(0, ge=0, description="0: decode (mining, evaluation) in the driver; N: on a "
+                                        "Ray Data pool of N model replicas")
+    decode_gpus: float = execution_only(0.0, ge=0, description="GPUs per decoding replica")
     eval_metrics: list[str] = Field(default_factory=lambda: list(GENERATIVE_METRICS))
     ray: RayConfig = execution_only(RayConfig())
-
-
-def _key(*parts: BaseModel | dict | str | None) -> str:
-    """A short digest of the settings a step depends on (execution-only fields at their defaults)."""
-    blob = json.dumps([content_dump(p) if isinstance(p, BaseModel) else p for p in parts], sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 class GenretPipeline:
@@ -142,7 +139,8 @@ class GenretPipeline:
         self.sft_dir = storage.join(self.root, f"sft-{self.sft_key}")
         self.rpo_key = _key(self.sft_key, config.decode, config.mining, config.rpo)
         self.rpo_dir = storage.join(self.root, f"rpo-{self.rpo_key}")
-        self.timings: dict[str, float] = {}
+        self._timed = StepTimer()
+        self.timings = self._timed.timings
 
     def synth(self) -> dict:
         """Documents (keywords, metadata) and synthetic queries; answers come from the response store on reruns."""
@@ -188,6 +186,14 @@ class GenretPipeline:
                        query2id_examples=len(kinds) - kinds.count("context2id"), chunks=len(chunks))
         return summary
 
+    def search(self, model_dir: str, queries: list[str]) -> list[list[tuple[str, float]]]:
+        """Ranked (doc_id, log-prob) lists for ``queries``: in the driver, or on Ray Data with ``decode_actors``."""
+        if self.config.decode_actors:
+            init_ray(self.config.ray)
+            return retrieve_on_ray(model_dir, queries, self.config.decode, self.config.decode_actors,
+                                   gpus_per_actor=self.config.decode_gpus)
+        return GenerativeRetriever(model_dir).search(queries, self.config.decode)
+
     def model_dir(self, stage: str) -> str:
         """The published model folder of ``sft`` or ``rpo``."""
         return storage.join(self.sft_dir if stage == "sft" else self.rpo_dir, "model")
@@ -206,9 +212,8 @@ class GenretPipeline:
             qa = random.Random(self.config.mining.seed).sample(qa, self.config.mining.queries)
         if not qa:
             raise ValueError("no query-answer queries to mine with: keep synth task 'query_answer'")
-        retriever = GenerativeRetriever(self.model_dir("sft"))
         start = time.perf_counter()
-        ranked = [[d for d, _ in r] for r in retriever.search([q for q, _ in qa], self.config.decode)]
+        ranked = [[d for d, _ in r] for r in self.search(self.model_dir("sft"), [q for q, _ in qa])]
         rpo = self.config.rpo or RPOConfig()
         pairs, counts = mined_pairs(qa, ranked, rpo.depth)
         if rpo.negatives == "random":
@@ -248,19 +253,13 @@ class GenretPipeline:
             run, _ = dense_run(self.dataset, self.config.eval_split, self.config.encoder, self.config.encode,
                                self.config.index, self.config.storage, 10)
         else:
-            retriever = GenerativeRetriever(self.model_dir("sft" if system == "genret_sft" else "rpo"))
-            run, _ = retriever.run(qids, texts, self.config.decode)
+            ranked = self.search(self.model_dir("sft" if system == "genret_sft" else "rpo"), texts)
+            run = {q: dict(r) for q, r in zip(qids, ranked)}
         wall = time.perf_counter() - start
         scores = per_query(qrels, {q: run.get(q, {}) for q in qids}, self.config.eval_metrics)
         out = {"row": system, **mean_over_queries(scores, self.config.eval_metrics), "wall_s": round(wall, 2),
                "queries_per_s": round(len(qids) / max(wall, 1e-9), 3), "per_query": scores}
         storage.write_json(uri, out)
-        return out
-
-    def _timed(self, name: str, fn, *args):
-        start = time.perf_counter()
-        out = fn(*args)
-        self.timings[name] = round(time.perf_counter() - start, 2)
         return out
 
     def run(self, steps: tuple[str, ...] = STEPS) -> dict:

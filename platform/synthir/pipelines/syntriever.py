@@ -16,18 +16,15 @@ training queries, and a corpus cut to the relevant documents plus N random distr
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import random
-import time
 from typing import Any, Literal
 
 import pyarrow as pa
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
 from synthir import storage
-from synthir.config import StrictModel, added_later, content_dump, execution_only
+from synthir.config import StrictModel, added_later, execution_only
 from synthir.data.beir import RetrievalDataset, load_beir
 from synthir.dense.encode import EncodeConfig
 from synthir.dense.encoder import EncoderConfig
@@ -39,6 +36,8 @@ from synthir.eval.metrics import mean_over_queries, per_query
 from synthir.eval.report import bar_plot, format_table
 from synthir.eval.run import bm25_run, dense_run
 from synthir.manifest import Manifest
+from synthir.pipelines.steps import StepTimer
+from synthir.pipelines.steps import step_key as _key
 from synthir.runtime import RayConfig, init_ray
 from synthir.sparse.bm25 import BM25Config
 from synthir.synth.answer import MissingAnswers
@@ -95,12 +94,6 @@ class SyntrieverConfig(StrictModel):
     ray: RayConfig = execution_only(RayConfig())
 
 
-def _key(*parts: BaseModel | dict | str | None) -> str:
-    """A short digest of the settings a step depends on (execution-only fields at their defaults)."""
-    blob = json.dumps([content_dump(p) if isinstance(p, BaseModel) else p for p in parts], sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
 def subsample(dataset: RetrievalDataset, config: SubsampleConfig, splits: tuple[str, ...]) -> tuple[RetrievalDataset, dict]:
     """Cut queries and corpus as configured; returns the smaller dataset and what was cut (for the output)."""
     rng = random.Random(config.seed)
@@ -136,7 +129,8 @@ class SyntrieverPipeline:
         self.stage1_dir = storage.join(self.root, f"stage1-{self.stage1_key}")
         self.stage2_key = _key(self.stage1_key, config.mining_k, config.preferences, config.stage2)
         self.stage2_dir = storage.join(self.root, f"stage2-{self.stage2_key}")
-        self.timings: dict[str, float] = {}
+        self._timed = StepTimer()
+        self.timings = self._timed.timings
 
     def encoder_for(self, model_dir: str | None) -> EncoderConfig:
         """The encoder config of a trained model folder (None: the base model)."""
@@ -258,12 +252,6 @@ class SyntrieverPipeline:
         scores = per_query(self.dataset.qrels_dict(self.config.eval_split), run, self.config.eval_metrics)
         storage.write_json(uri, scores)
         return scores
-
-    def _timed(self, name: str, fn, *args):
-        start = time.perf_counter()
-        out = fn(*args)
-        self.timings[name] = round(time.perf_counter() - start, 2)
-        return out
 
     def run(self, steps: tuple[str, ...] = STEPS) -> dict:
         """Run ``steps`` in order; returns the summary (rows per stage, timings, what was subsampled)."""

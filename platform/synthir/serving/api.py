@@ -128,7 +128,7 @@ def _openapi_body(model: type[BaseModel]) -> dict:
 class RetrievalAPI:
     """FastAPI ingress: auth, limits, the routes, and the mining log of this replica."""
 
-    def __init__(self, encoder, searcher, config: dict, key_sha256: str | None):
+    def __init__(self, encoder, searcher, config: dict, key_sha256: str | None, genret=None):
         self.config = ServeConfig.model_validate(config)
         self.limits = self.config.limits
         self.key_sha256 = key_sha256
@@ -137,6 +137,9 @@ class RetrievalAPI:
             batched.set_max_batch_size(self.config.ingress.batch.max_batch_size)
             batched.set_batch_wait_timeout_s(self.config.ingress.batch.batch_wait_timeout_s)
         self.retrievers = {"dense": self._dense_search}
+        self.genret = genret
+        if genret is not None:
+            self.retrievers["genret"] = self._genret_search
         self.config_hash = config_hash(self.config)
         self.mining: MiningLog | None = None
         if self.config.mining.enabled:
@@ -245,6 +248,12 @@ class RetrievalAPI:
     async def _dense_search(self, queries: list[str], k: int, return_text: bool) -> tuple[str, list[list[dict]]]:
         return await self._search_together((queries, k, return_text))
 
+    async def _genret_search(self, queries: list[str], k: int, return_text: bool) -> tuple[str, list[list[dict]]]:
+        if return_text:
+            raise ApiError(400, "retriever 'genret' returns document ids and scores only; drop return_text",
+                           "return_text")
+        return self.config.genret.model, await self.genret.search.remote((queries, k))
+
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0, max_concurrent_batches=2)
     async def _search_together(self, items: list[tuple[list[str], int, bool]]) -> list[tuple[str, list[list[dict]]]]:
         """This replica's concurrent searches as one encoder call and one searcher call (largest k, text if any
@@ -325,7 +334,8 @@ class RetrievalAPI:
                 "retrievers": {"dense": {"model": enc["encoder"]["model"], "model_version": enc["version"],
                                          "index_version": srch["version"], "index_size": srch["index_size"],
                                          "index": srch["index"], "dim": srch["dim"], "dataset": srch["dataset"],
-                                         "bundle": enc["bundle"], "created": enc["created"]}},
+                                         "bundle": enc["bundle"], "created": enc["created"]},
+                               **({"genret": await self.genret.info.remote()} if self.genret is not None else {})},
                 "mining": {"enabled": self.mining is not None,
                            "rows_written": self.mining.written if self.mining else 0}}
 
@@ -359,7 +369,7 @@ def key_digest(auth: AuthConfig) -> str | None:
 
 
 def build(config: ServeConfig):
-    """The Serve application of ``config``: ingress -> encoder + searcher, the bundle passed as user_config."""
+    """The Serve application of ``config``: ingress -> encoder + searcher (+ the generative searcher), the bundle as user_config."""
     from synthir.serving.dense import DenseEncoder, DenseSearcher
 
     digest = key_digest(config.auth)
@@ -368,9 +378,15 @@ def build(config: ServeConfig):
         config.encoder.model_dump(mode="json"))
     searcher = DenseSearcher.options(**config.searcher.serve_options("DenseSearcher"), **bundle).bind(
         config.searcher.model_dump(mode="json"))
+    genret = None
+    if config.genret is not None:
+        from synthir.serving.genret import GenerativeSearcher
+
+        genret = GenerativeSearcher.options(**config.genret.serve_options("GenerativeSearcher")).bind(
+            config.genret.model_dump(mode="json"))
     ingress_config = config.model_dump(mode="json") | {"run": None}  # a model swap leaves the ingress as it is
     return RetrievalAPI.options(**config.ingress.serve_options("RetrievalAPI")).bind(encoder, searcher, ingress_config,
-                                                                                     digest)
+                                                                                     digest, genret)
 
 
 def build_app(args: dict):

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from synthir.config import StrictModel
+from synthir.generative.retrieve import DecodeConfig
 
 
 class DeploymentOptions(StrictModel):
@@ -55,6 +56,15 @@ class SearcherDeployment(DeploymentOptions):
     batch: BatchOptions = BatchOptions(max_batch_size=64, batch_wait_timeout_s=0.002)
     nprobe: int | None = Field(None, ge=1, description="IVF: override the bundle's nprobe")
     ef_search: int | None = Field(None, ge=1, description="HNSW: override the bundle's efSearch")
+
+
+class GenretDeployment(DeploymentOptions):
+    """The generative retriever: a genret model folder (or its run step folder), beam search, batching."""
+
+    model: str = Field(..., description="a genret model folder with genret_trie.json, or the sft-/rpo- step folder")
+    decode: DecodeConfig = DecodeConfig()
+    batch: BatchOptions = BatchOptions(max_batch_size=8, batch_wait_timeout_s=0.01)
+    torch_threads: int | None = Field(None, ge=1, description="CPU threads per replica; default: the replica's CPUs")
 
 
 class IngressDeployment(DeploymentOptions):
@@ -123,6 +133,7 @@ class ServeConfig(StrictModel):
     encoder: EncoderDeployment = EncoderDeployment()
     searcher: SearcherDeployment = SearcherDeployment(num_cpus=0.5)
     ingress: IngressDeployment = IngressDeployment(num_cpus=0.5, max_ongoing_requests=256)
+    genret: GenretDeployment | None = Field(None, description="also serve a generative retriever (retriever: genret)")
     limits: Limits = Limits()
     auth: AuthConfig = AuthConfig()
     mining: MiningConfig = MiningConfig()
