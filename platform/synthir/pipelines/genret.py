@@ -165,6 +165,8 @@ class GenretPipeline:
 
     def sft(self) -> dict:
         """Identifiers, trie and SFT stream, then SFT on Ray Train (skipped when the model exists)."""
+        if storage.exists(storage.join(self.sft_dir, MARKER)):
+            return storage.read_json(storage.join(self.sft_dir, MARKER))
         documents, queries = self.tables()
         identifiers, fallbacks = self.identifiers(documents)
         tokenizer = load_tokenizer(self.config.sft.base_model)
@@ -184,6 +186,7 @@ class GenretPipeline:
         kinds = [e["kind"] for e in examples]
         summary.update(keyword_fallbacks=fallbacks, context2id_examples=kinds.count("context2id"),
                        query2id_examples=len(kinds) - kinds.count("context2id"), chunks=len(chunks))
+        storage.write_json(storage.join(self.sft_dir, MARKER), summary)  # the counts travel with the model
         return summary
 
     def search(self, model_dir: str, queries: list[str]) -> list[list[tuple[str, float]]]:
