@@ -117,3 +117,16 @@ def test_sft_labels_cover_input_and_output_tokens(tmp_path, tokenizer, packing):
         first = examples[0]["input_ids"]
         assert batch["input_ids"][0][: len(first)].tolist() == first
         assert batch["labels"][0][: examples[0]["prompt_length"]].tolist() == first[: examples[0]["prompt_length"]]
+
+
+def test_the_bundled_gguf_decoder_can_be_fully_fine_tuned(tmp_path, tokenizer):
+    """transformers marks a GGUF-loaded model quantized (its weights are dequantized); the Trainer must accept it."""
+    import datasets
+    from trl import SFTTrainer
+
+    from synthir.generative.train import load_decoder
+
+    model = load_decoder("bundled:smollm2-135m-instruct")
+    assert not model.is_quantized and not hasattr(model.config, "quantization_config")
+    SFTTrainer(model=model, args=sft_args(DecoderTrainConfig(max_steps=1), str(tmp_path / "o"), 0),
+               train_dataset=datasets.Dataset.from_list([{"input_ids": [1, 2, 3]}]), processing_class=tokenizer)

@@ -96,7 +96,14 @@ def load_decoder(base_model: str, dtype: str = "fp32") -> Any:
     base_model = local_model_path(base_model)
     if base_model.startswith(BUNDLED_PREFIX) or os.path.exists(base_model):
         folder, gguf = resolve_model(base_model)
-        return AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, **({"gguf_file": gguf} if gguf else {}))
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, **({"gguf_file": gguf} if gguf else {}))
+        if gguf:
+            # transformers dequantizes GGUF weights into plain tensors but still marks the model quantized, and the
+            # Trainer then refuses full fine-tuning: the weights are ordinary ones, so drop the marks (saved models too)
+            model.hf_quantizer, model.is_quantized = None, False
+            model.config.quantization_config = None
+            del model.config.quantization_config
+        return model
     return AutoModelForCausalLM.from_pretrained(base_model, dtype=torch_dtype)
 
 
