@@ -97,12 +97,11 @@ def bm25_run(dataset: RetrievalDataset, split: str, config: BM25Config, top_k: i
 
 def genret_run(dataset: RetrievalDataset, split: str, config: GenretEvalConfig) -> tuple[dict[str, dict[str, float]], dict]:
     """The trie-constrained beam-search run of a genret model on ``split`` (its documents must be the model's)."""
-    from synthir.generative.retrieve import GenerativeRetriever
-    from synthir.generative.trie import TRIE_FILE
+    from synthir.generative.retrieve import GenerativeRetriever, model_folder
 
     if not config.model:
         raise ValueError("retriever genret needs a model: --model <genret run>/model (or genret.model=...)")
-    model = config.model if storage.exists(storage.join(config.model, TRIE_FILE)) else storage.join(config.model, "model")
+    model = model_folder(config.model)
     retriever = GenerativeRetriever(model)
     unknown = set(retriever.trie.identifiers) - set(dataset.corpus["id"].to_pylist())
     if unknown:

@@ -15,10 +15,10 @@ import time
 
 from pydantic import Field
 
-from synthir.dense.encoder import local_model_path
+from synthir import storage
 from synthir.config import StrictModel, execution_only
+from synthir.dense.encoder import local_model_path
 from synthir.generative.sft_data import render_prompt
-from synthir.generative.trie import TokenTrie, TrieLogitsProcessor
 
 
 class DecodeConfig(StrictModel):
@@ -32,6 +32,13 @@ class DecodeConfig(StrictModel):
     torch_threads: int | None = execution_only(None, ge=1)
 
 
+def model_folder(path: str) -> str:
+    """The genret model folder of ``path``: itself when it holds the trie, else its ``model/`` (a run step folder)."""
+    from synthir.generative.trie import TRIE_FILE
+
+    return path if storage.exists(storage.join(path, TRIE_FILE)) else storage.join(path, "model")
+
+
 class GenerativeRetriever:
     """A trained genret model folder (model, tokenizer, ``genret_trie.json``) that ranks documents for queries."""
 
@@ -39,6 +46,8 @@ class GenerativeRetriever:
         """Load the model, its tokenizer (left padding) and its trie from ``model_dir`` (local or remote)."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from synthir.generative.trie import TokenTrie  # torch + transformers: only where a model is loaded
 
         local = local_model_path(model_dir)  # an s3:// model is copied down once (cached)
         self.tokenizer = AutoTokenizer.from_pretrained(local, padding_side="left")
@@ -52,6 +61,8 @@ class GenerativeRetriever:
         """For each query, up to ``top_k`` (doc_id, log-probability) pairs, best first."""
         import torch
         from transformers import LogitsProcessorList
+
+        from synthir.generative.trie import TrieLogitsProcessor
 
         if config.torch_threads:
             torch.set_num_threads(config.torch_threads)

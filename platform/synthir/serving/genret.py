@@ -12,9 +12,7 @@ import asyncio
 
 from ray import serve
 
-from synthir import storage
-from synthir.generative.retrieve import GenerativeRetriever
-from synthir.generative.trie import TRIE_FILE
+from synthir.generative.retrieve import GenerativeRetriever, model_folder
 from synthir.serving.config import GenretDeployment
 
 
@@ -27,8 +25,7 @@ class GenerativeSearcher:
         import torch
 
         torch.set_num_threads(self.options.torch_threads or max(1, int(self.options.num_cpus)))
-        model = self.options.model
-        self.model = model if storage.exists(storage.join(model, TRIE_FILE)) else storage.join(model, "model")
+        self.model = model_folder(self.options.model)
         self.retriever = GenerativeRetriever(self.model)
         self.search.set_max_batch_size(self.options.batch.max_batch_size)
         self.search.set_batch_wait_timeout_s(self.options.batch.batch_wait_timeout_s)
